@@ -1,0 +1,230 @@
+"""Typed configuration: YAML -> a tree of dataclasses, with `section.key=value` overrides.
+
+Every run of grporec is described by one `Config`. It is read from a YAML file, patched by
+command-line overrides, type-checked field by field (an unknown key, a wrong type or a missing
+required key is a `ConfigError` naming the key and the file), and can be dumped back to YAML so
+that each run and checkpoint carries the exact configuration that produced it. Loading a dump
+gives an equal `Config`.
+
+Relative paths in the config are relative to the working directory, as in MiniOneRec's scripts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key and, when known, the file."""
+
+
+@dataclass
+class DataConfig:
+    """Where MiniOneRec-format data lives (paths as upstream: data/Amazon/<split>/<file>)."""
+
+    info_file: str  # `sid<TAB>title<TAB>item_id`, one item a line; defines the catalog
+    train_file: str | None = None  # CSV of interactions used for training
+    valid_file: str | None = None  # CSV used for evaluation during training
+    test_file: str | None = None  # CSV used by the final evaluation
+    index_file: str | None = None  # <Category>.index.json: item id -> SID tokens
+    item_file: str | None = None  # <Category>.item.json: item id -> title, description, ...
+    seq_title_samples: int = 10000  # rows sampled for the title-history -> SID task
+    max_history: int = 10  # upstream keeps at most the last 10 items
+    synthetic_preset: str | None = None  # demo only: generate this embedded dataset if absent
+    synthetic_root: str | None = None  # where the synthetic dataset's files go
+    synthetic_seed: int = 0
+
+
+@dataclass
+class TinyModelConfig:
+    """Shape of the from-scratch Qwen2-architecture model used by tests and the demo."""
+
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 256
+    max_position_embeddings: int = 512
+    tokenizer_vocab_size: int = 1000  # BPE vocabulary learnt from the data, before SID tokens
+
+
+@dataclass
+class ModelConfig:
+    """The policy: an HF causal LM in a local directory, or a tiny one built from scratch."""
+
+    path: str  # local HF directory (safetensors + config + tokenizer); never a hub name
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+
+
+@dataclass
+class Config:
+    """The root of a run's configuration."""
+
+    data: DataConfig
+    model: ModelConfig
+    seed: int = 42
+    output_dir: str = "runs/default"
+
+
+# --------------------------------------------------------------------------------------------
+# loading
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None, cls: type = Config) -> Any:
+    """Read a YAML file, apply `a.b=value` overrides, and build a typed config.
+
+    Args:
+        path: YAML file.
+        overrides: strings `section.key=value`; the value is parsed as YAML (`lr=1e-5` works).
+        cls: the root dataclass (`Config` unless a tool has its own tree).
+    Returns:
+        An instance of `cls`.
+    Raises:
+        ConfigError naming the key and the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
+    for item in overrides or []:
+        apply_override(raw, item, source=str(path))
+    return from_dict(cls, raw, source=str(path))
+
+
+def apply_override(raw: dict, item: str, source: str = "<overrides>") -> None:
+    """Set `a.b.c=value` inside a nested dict (creating sections as needed)."""
+    if "=" not in item:
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    key, _, text = item.partition("=")
+    parts = key.strip().split(".")
+    if not all(parts):
+        raise ConfigError(f"override {item!r}: empty key component")
+    try:
+        value = yaml.safe_load(text) if text.strip() else None
+    except yaml.YAMLError:
+        value = text
+    node = raw
+    for p in parts[:-1]:
+        child = node.setdefault(p, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"override {item!r}: {p} is not a section (in {source})")
+        node = child
+    node[parts[-1]] = value
+
+
+def from_dict(cls: type, raw: Any, source: str = "<dict>", prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping, checking keys and types recursively."""
+    where = prefix.rstrip(".") or "<root>"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__} (in {source})")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key {prefix}{unknown[0]} (in {source}); valid keys under {where}: "
+            f"{', '.join(fields)}"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        key = prefix + name
+        if name in raw:
+            kwargs[name] = _check(hints[name], raw[name], key, source)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            if dataclasses.is_dataclass(hints[name]):
+                kwargs[name] = _check(hints[name], {}, key, source)
+            else:
+                raise ConfigError(f"missing required key {key} (in {source})")
+    return cls(**kwargs)
+
+
+def _check(tp: Any, value: Any, key: str, source: str) -> Any:
+    """Return `value` if it has type `tp` (with safe widenings), else raise naming `key`."""
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, source, prefix=key + ".")
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _check(a, value, key, source)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches no type of {tp} (in {source})")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(args)} (in {source})")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r} (in {source})")
+        return [_check(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value)] if args else value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} (in {source})")
+        return {_check(args[0], k, key, source): _check(args[1], v, f"{key}.{k}", source) for k, v in value.items()}
+    if tp is float:
+        # YAML 1.1 reads `1e-5` (no dot) as a string; accept numeric strings for float fields.
+        if isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a float, got bool {value!r} (in {source})")
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected a float, got {type(value).__name__} {value!r} (in {source})")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an int, got {type(value).__name__} {value!r} (in {source})")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {type(value).__name__} {value!r} (in {source})")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r} (in {source})")
+    if tp is Any:
+        return value
+    raise ConfigError(f"{key}: unsupported config type {tp} (in {source})")
+
+
+def dump_config(cfg: Any) -> str:
+    """The config as YAML text; `load_config` of this text gives an equal config."""
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+
+
+def save_config(cfg: Any, path: str | Path) -> None:
+    Path(path).write_text(dump_config(cfg))
+
+
+def parse_cli(argv: list[str] | None = None, cls: type = Config, prog: str = "grporec") -> Any:
+    """`--config FILE [a.b=value ...]` -> typed config. Prints usage and exits on bad usage."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" not in argv or argv.index("--config") == len(argv) - 1:
+        raise SystemExit(f"usage: {prog} --config FILE [section.key=value ...]")
+    i = argv.index("--config")
+    path = argv[i + 1]
+    overrides = argv[:i] + argv[i + 2 :]
+    return load_config(path, overrides, cls=cls)

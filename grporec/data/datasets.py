@@ -1,0 +1,240 @@
+"""Prompt datasets for RL, SFT and evaluation, built from MiniOneRec-format records.
+
+Every `Sample` carries its own prompt, completion text, target SID and history. Targets are
+never looked up in a global prompt -> target table: the real data holds identical prompts with
+different targets, and each must keep its own. Datasets are plain lists of samples; a
+`MixedDataset` concatenates several, each with a configured (seeded) sample count.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from grporec.data import prompts as P
+from grporec.data.catalog import Catalog
+from grporec.data.formats import DataError, Interaction, first_description
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One prompt and what should follow it.
+
+    completion: the text the model should generate after the prompt (an SID or a title, then
+        a newline); tokenizers append EOS after it.
+    target_sid: the SID that counts as a hit (for SID -> title, the SID asked about).
+    history_sids: the user's SID history, oldest first; empty for item-level tasks.
+    """
+
+    prompt: str
+    completion: str
+    target_sid: str
+    history_sids: tuple[str, ...]
+    task: str
+
+
+class PromptDataset:
+    """A list of samples with a name; index it, iterate it, take its length."""
+
+    task = "samples"
+
+    def __init__(self, samples: list[Sample]):
+        self.samples = samples
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, i: int) -> Sample:
+        return self.samples[i]
+
+    def __iter__(self):
+        return iter(self.samples)
+
+
+def _last(history: tuple[str, ...], max_history: int) -> tuple[str, ...]:
+    return tuple(history[-max_history:]) if max_history > 0 else tuple(history)
+
+
+# ---------------------------------------------------------------------------------------- RL
+
+
+class SidDataset(PromptDataset):
+    """RL: SID history -> next SID (one sample per CSV row)."""
+
+    task = "sid_history"
+
+    def __init__(self, rows: list[Interaction], max_history: int = 10):
+        super().__init__([
+            Sample(
+                prompt=P.rl_prompt(P.sid_history_input(h)),
+                completion=r.item_sid + "\n",
+                target_sid=r.item_sid,
+                history_sids=h,
+                task=self.task,
+            )
+            for r in rows
+            for h in [_last(r.history_sids, max_history)]
+        ])
+
+
+def _item_questions(catalog: Catalog, item_feats: dict[str, dict], source: str) -> list[tuple[str, str, str]]:
+    """(kind, question input, SID) for every item: its title, and its description when it has one."""
+    out = []
+    for item_id, feat in item_feats.items():
+        if item_id not in catalog.index_of_id:
+            raise DataError(f"{source}, item {item_id}: not in the catalog (info file)")
+        sid = catalog.sid(item_id)
+        title = str(feat.get("title", "")).strip()
+        if title:
+            out.append(("title", P.title_input(title), sid))
+        desc = first_description(feat.get("description", ""))
+        if desc:
+            out.append(("description", P.description_input(desc), sid))
+    return out
+
+
+class Title2SidDataset(PromptDataset):
+    """RL: title -> SID and description -> SID, for every item of item.json."""
+
+    task = "title2sid"
+
+    def __init__(self, catalog: Catalog, item_feats: dict[str, dict], source: str = "<item.json>"):
+        super().__init__([
+            Sample(P.rl_prompt(q), sid + "\n", sid, (), f"{self.task}:{kind}")
+            for kind, q, sid in _item_questions(catalog, item_feats, source)
+        ])
+
+
+def _seeded_rows(rows: list[Interaction], n: int, seed: int) -> list[Interaction]:
+    """A seeded sample of n rows without replacement (all rows when n <= 0 or n >= len)."""
+    if n <= 0 or n >= len(rows):
+        return list(rows)
+    return random.Random(seed).sample(list(rows), n)
+
+
+class SeqTitle2SidDataset(PromptDataset):
+    """RL: title history -> next SID, on a seeded sample of `n` rows."""
+
+    task = "title_history"
+
+    def __init__(self, rows: list[Interaction], n: int = 10000, seed: int = 42, max_history: int = 10):
+        super().__init__([
+            Sample(
+                prompt=P.rl_prompt(P.title_history_input(_last(r.history_titles, max_history))),
+                completion=r.item_sid + "\n",
+                target_sid=r.item_sid,
+                history_sids=_last(r.history_sids, max_history),
+                task=self.task,
+            )
+            for r in _seeded_rows(rows, n, seed)
+        ])
+
+
+# -------------------------------------------------------------------------------- evaluation
+
+
+class EvalSidDataset(PromptDataset):
+    """Evaluation: the published next-item prompt (preamble + its own wording)."""
+
+    task = "eval_sid_history"
+
+    def __init__(self, rows: list[Interaction], max_history: int = 10):
+        super().__init__([
+            Sample(
+                prompt=P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.eval_sid_history_input(h)),
+                completion=r.item_sid + "\n",
+                target_sid=r.item_sid,
+                history_sids=h,
+                task=self.task,
+            )
+            for r in rows
+            for h in [_last(r.history_sids, max_history)]
+        ])
+
+
+# ---------------------------------------------------------------------------------------- SFT
+
+
+class SftSidDataset(PromptDataset):
+    """SFT: SID history -> next SID, with the preamble."""
+
+    task = "sft_sid_history"
+
+    def __init__(self, rows: list[Interaction], max_history: int = 10):
+        super().__init__([
+            Sample(
+                prompt=P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.sid_history_input(h)),
+                completion=r.item_sid + "\n",
+                target_sid=r.item_sid,
+                history_sids=h,
+                task=self.task,
+            )
+            for r in rows
+            for h in [_last(r.history_sids, max_history)]
+        ])
+
+
+class SftTitle2SidDataset(PromptDataset):
+    """SFT: title -> SID for every item."""
+
+    task = "sft_title2sid"
+
+    def __init__(self, catalog: Catalog):
+        super().__init__([
+            Sample(P.instruct_prompt(P.ITEM_ID_INSTRUCTION, P.title_input(it.title)), it.sid + "\n", it.sid, (), self.task)
+            for it in catalog.items
+            if it.title.strip()
+        ])
+
+
+class SftSid2TitleDataset(PromptDataset):
+    """SFT: SID -> title for every item."""
+
+    task = "sft_sid2title"
+
+    def __init__(self, catalog: Catalog):
+        super().__init__([
+            Sample(P.instruct_prompt(P.ITEM_ID_INSTRUCTION, P.sid_to_title_input(it.sid)), it.title + "\n", it.sid, (), self.task)
+            for it in catalog.items
+            if it.title.strip()
+        ])
+
+
+class SftTitleHistoryDataset(PromptDataset):
+    """SFT: title history -> next SID."""
+
+    task = "sft_title_history"
+
+    def __init__(self, rows: list[Interaction], max_history: int = 10):
+        super().__init__([
+            Sample(
+                prompt=P.instruct_prompt(P.TITLE_HISTORY_INSTRUCTION, P.title_history_input(_last(r.history_titles, max_history))),
+                completion=r.item_sid + "\n",
+                target_sid=r.item_sid,
+                history_sids=_last(r.history_sids, max_history),
+                task=self.task,
+            )
+            for r in rows
+        ])
+
+
+# -------------------------------------------------------------------------------------- mixing
+
+
+class MixedDataset(PromptDataset):
+    """Concatenation of datasets, each cut to a seeded sample of `count` (None or <= 0: all)."""
+
+    task = "mixed"
+
+    def __init__(self, parts: list[tuple[PromptDataset, int | None]], seed: int = 42):
+        samples: list[Sample] = []
+        for i, (ds, count) in enumerate(parts):
+            picked = list(ds.samples)
+            if count is not None and 0 < count < len(picked):
+                picked = random.Random(seed + i).sample(picked, count)
+            samples.extend(picked)
+        super().__init__(samples)
+        self.sizes = [(type(ds).__name__, n) for (ds, _), n in zip(parts, self._part_sizes(parts))]
+
+    @staticmethod
+    def _part_sizes(parts):
+        return [len(ds) if c is None or c <= 0 else min(c, len(ds)) for ds, c in parts]

@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny synthetic dataset and a tiny model built from it, once per session."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers.utils import logging as hf_logging
+
+from grporec.config import Config, DataConfig, ModelConfig, TinyModelConfig
+from grporec.data import synth
+from grporec.data.load import load_data_catalog
+
+hf_logging.disable_progress_bar()
+torch.set_num_threads(2)
+
+SHARED = Path(os.environ.get("GRPOREC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
+OFFICE = SHARED / "data" / "minionerec" / "Amazon"
+
+
+def tiny_config(root: Path, model_dir: Path) -> Config:
+    p = synth.dataset_paths(root, synth.PRESETS["tiny"].name)
+    return Config(
+        data=DataConfig(
+            info_file=str(p.info), train_file=str(p.train), valid_file=str(p.valid), test_file=str(p.test),
+            index_file=str(p.index), item_file=str(p.item),
+        ),
+        model=ModelConfig(path=str(model_dir), tiny=TinyModelConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1,
+                                                                   intermediate_size=64, tokenizer_vocab_size=400)),
+        seed=0,
+        output_dir=str(root / "run"),
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tinydata")
+    synth.write(synth.PRESETS["tiny"], seed=0, out=root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_cfg(tiny_data, tmp_path_factory) -> Config:
+    return tiny_config(tiny_data, tmp_path_factory.mktemp("tinymodel") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_catalog(tiny_cfg):
+    return load_data_catalog(tiny_cfg.data)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tiny_cfg) -> Path:
+    from grporec.demo import ensure_tiny_model
+
+    return ensure_tiny_model(tiny_cfg, tiny_cfg.model.path)
