@@ -1,0 +1,207 @@
+"""Decoder benchmark: grporec's constrained beam search vs HF generate with a Python-loop processor.
+
+    python bench/decode.py                       # tiny model, industrial-like prompts, CPU
+    python bench/decode.py --data office         # real Office_Products prompts (../shared)
+    python bench/decode.py --shape qwen2.5-0.5b --device cuda --dtype bfloat16
+
+Runs side by side in one process, on one model and one set of prompts:
+  (a) grporec beam search (trie gather, one prefill per prompt, prompt KV shared by each group);
+  (a2) the same with the prompt KV copied to every beam instead of shared (where (a) gets its
+      speed: the trie, or the cache);
+  (b) HF `generate(num_beams=G, num_return_sequences=G, do_sample=False, length_penalty=0.0)`
+      with the usual prefix-constrained logits processor: a Python loop over every batch x beam
+      row, a dict lookup of the row's prefix and a full-vocabulary mask (a row whose prefix has no
+      continuation is left unconstrained, as such processors do);
+  (c) grporec beam search with the mask disabled (what masking costs);
+  (d) grporec constrained sampling.
+Prints a table and writes JSON (--out). Weights are random: speed does not depend on them.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from transformers import LogitsProcessor, LogitsProcessorList, Qwen2Config, Qwen2ForCausalLM
+from transformers.utils import logging as hf_logging
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from grporec.config import TinyModelConfig  # noqa: E402
+from grporec.data import datasets as D  # noqa: E402
+from grporec.data import synth  # noqa: E402
+from grporec.data.catalog import load_catalog  # noqa: E402
+from grporec.data.formats import read_interactions  # noqa: E402
+from grporec.decode import beam_search, build_catalog_trie, left_pad, sample  # noqa: E402
+from grporec.models.policy import build_tiny_policy, extend_policy  # noqa: E402
+from grporec.models.tokenizer import train_tiny_tokenizer  # noqa: E402
+
+OFFICE = Path(__file__).resolve().parents[2] / "shared" / "data" / "minionerec" / "Amazon"
+QWEN05 = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+              num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1000000.0, tie_word_embeddings=True)
+
+
+class PrefixConstrainedProcessor(LogitsProcessor):
+    """The usual processor: per row, look the generated prefix up in a dict, mask the vocabulary."""
+
+    def __init__(self, allowed: dict[tuple, list[int]], prompt_len: int):
+        self.allowed, self.prompt_len = allowed, prompt_len
+
+    def __call__(self, input_ids, scores):
+        mask = torch.full_like(scores, float("-inf"))
+        for row in range(input_ids.shape[0]):  # one host sync per row per step
+            prefix = tuple(input_ids[row, self.prompt_len:].tolist())
+            toks = self.allowed.get(prefix)
+            if toks is None:  # no valid continuation: the row silently goes unconstrained
+                mask[row] = 0
+            else:
+                mask[row, toks] = 0
+        return scores + mask
+
+
+def load_data(which: str, tmp: Path):
+    if which == "office":
+        if not OFFICE.is_dir():
+            raise SystemExit(f"--data office needs {OFFICE}")
+        catalog = load_catalog(OFFICE / "info" / "Office_Products_5_2016-10-2018-11.txt")
+        rows = read_interactions(OFFICE / "test" / "Office_Products_5_2016-10-2018-11.csv")
+    else:
+        paths = synth.write(synth.PRESETS["industrial-like"], 0, tmp / "data")
+        catalog = load_catalog(paths.info)
+        rows = read_interactions(paths.test)
+    return catalog, rows
+
+
+def build_model(shape: str, catalog, rows, dtype, device):
+    texts = [s.prompt + s.completion for s in D.EvalSidDataset(rows)] + [it.title for it in catalog.items]
+    if shape == "tiny":
+        model, tok = build_tiny_policy(texts, catalog.sid_tokens, TinyModelConfig(), seed=0)
+    else:  # Qwen2.5-0.5B architecture, random weights; a stand-in BPE tokenizer (speed only)
+        tok = train_tiny_tokenizer(texts, [], vocab_size=2000)
+        torch.manual_seed(0)
+        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=151936, **QWEN05))
+        extend_policy(model, tok, catalog.sid_tokens)
+        model.resize_token_embeddings(151936 + len(catalog.sid_tokens))
+    return model.to(device=device, dtype=dtype).eval(), tok
+
+
+def timed(fn, device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    out = fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", choices=["industrial-like", "office"], default="industrial-like")
+    ap.add_argument("--shape", choices=["tiny", "qwen2.5-0.5b"], default="tiny")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    ap.add_argument("--beams", type=int, default=16)
+    ap.add_argument("--prompts", type=int, default=64)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=5, help="timed rounds per method (median reported)")
+    ap.add_argument("--out", default="bench/results/decode.json")
+    args = ap.parse_args()
+    hf_logging.set_verbosity_error()
+    torch.set_num_threads(args.threads)
+    device, dtype, G = torch.device(args.device), getattr(torch, args.dtype), args.beams
+
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog, rows = load_data(args.data, Path(tmp))
+    model, tok = build_model(args.shape, catalog, rows, dtype, device)
+    trie = build_catalog_trie(tok, catalog.sids, device)
+    allowed: dict[tuple, list[int]] = {}
+    for sid in catalog.sids:
+        seq = tok.encode(sid + "\n", add_special_tokens=False) + [tok.eos_token_id]
+        for d in range(len(seq)):
+            allowed.setdefault(tuple(seq[:d]), []).append(seq[d])
+    allowed = {k: sorted(set(v)) for k, v in allowed.items()}
+    label_of_seq = {tuple(tok.encode(s + "\n", add_special_tokens=False) + [tok.eos_token_id]): s for s in catalog.sids}
+
+    samples = D.EvalSidDataset(rows)[: args.prompts]
+    batches = []
+    for i in range(0, len(samples), args.batch):
+        ids, mask = left_pad([tok.encode(s.prompt, add_special_tokens=False) for s in samples[i:i + args.batch]], tok.pad_token_id, device)
+        batches.append((ids, mask))
+
+    def run_a(ids, mask):
+        return beam_search(model, ids, mask, trie, G).sids
+
+    def run_a2(ids, mask):
+        return beam_search(model, ids, mask, trie, G, shared_prefix=False).sids
+
+    def run_b(ids, mask):
+        proc = PrefixConstrainedProcessor(allowed, ids.shape[1])
+        out = model.generate(input_ids=ids, attention_mask=mask, num_beams=G, num_return_sequences=G, do_sample=False,
+                             length_penalty=0.0, max_new_tokens=trie.depth, early_stopping=True,
+                             logits_processor=LogitsProcessorList([proc]), pad_token_id=tok.pad_token_id,
+                             eos_token_id=tok.eos_token_id)
+        gen = out[:, ids.shape[1]:].tolist()
+        return [label_of_seq.get(tuple(g[: trie.depth])) for g in gen]
+
+    def run_c(ids, mask):
+        return beam_search(model, ids, mask, trie, G, constrained=False)
+
+    gen = torch.Generator(device=device).manual_seed(0)
+
+    def run_d(ids, mask):
+        return sample(model, ids, mask, trie, G, generator=gen)
+
+    methods = {"a_grporec_beam": run_a, "a2_grporec_beam_expanded_kv": run_a2, "b_hf_generate_processor": run_b, "c_grporec_unmasked": run_c, "d_grporec_sample": run_d}
+    for fn in methods.values():  # warm-up on the first batch
+        fn(*batches[0])
+    # Interleave the methods round by round and keep each one's median round, so that a slow
+    # moment of the shared machine or the order of the methods does not decide the ratio.
+    rounds: dict[str, list[float]] = {name: [] for name in methods}
+    outputs = {}
+    for _ in range(args.rounds):
+        for name, fn in methods.items():
+            total, outs = 0.0, []
+            for ids, mask in batches:
+                out, dt = timed(lambda: fn(ids, mask), device)
+                total += dt
+                outs.append(out)
+            rounds[name].append(total)
+            outputs[name] = outs
+    results = {}
+    for name, times in rounds.items():
+        med = sorted(times)[len(times) // 2]
+        results[name] = {"seconds": med, "prompts_per_s": len(samples) / med, "rounds": times}
+    assert outputs["a_grporec_beam"] == outputs["a2_grporec_beam_expanded_kv"] or args.dtype != "float32", "cache modes disagree"
+    a_items = [set(x[i:i + G]) for out in outputs["a_grporec_beam"] for x in [out] for i in range(0, len(x), G)]
+    b_items = [set(x[i:i + G]) for out in outputs["b_hf_generate_processor"] for x in [out] for i in range(0, len(x), G)]
+    overlap = sum(len(a & b) for a, b in zip(a_items, b_items)) / sum(len(a) for a in a_items)
+    speedup = results["b_hf_generate_processor"]["seconds"] / results["a_grporec_beam"]["seconds"]
+    mask_overhead = results["a_grporec_beam"]["seconds"] / results["c_grporec_unmasked"]["seconds"] - 1
+    report = {
+        "config": vars(args), "platform": platform.platform(), "torch": torch.__version__,
+        "device_name": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
+        "catalog_items": len(catalog), "trie": trie.stats(), "vocab": len(tok),
+        "results": results, "speedup_a_over_b": speedup, "item_overlap_a_in_b": overlap,
+        "mask_overhead_a_over_c": mask_overhead,
+    }
+    print(f"{args.shape} model, {args.data} prompts, G={G}, {len(samples)} prompts in batches of {args.batch}, "
+          f"{args.device} {args.dtype}, {args.threads} threads, median of {args.rounds} interleaved rounds")
+    print(trie.describe())
+    print(f"{'method':28s} {'seconds':>9s} {'prompts/s':>10s}")
+    for name, r in results.items():
+        print(f"{name:28s} {r['seconds']:9.3f} {r['prompts_per_s']:10.1f}")
+    print(f"speed-up (a) over (b): {speedup:.1f}x   items of (a) also in (b): {overlap:.1%}   "
+          f"mask overhead (a)/(c)-1: {mask_overhead:+.1%}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

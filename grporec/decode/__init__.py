@@ -1,0 +1,23 @@
+"""Rollout decoding: constrained beam search and sampling over a tensorized SID trie.
+
+The decoder knows only token ids. `build_catalog_trie` is the one bridge from a tokenizer and a
+catalog's SIDs to the token-id trie.
+"""
+from __future__ import annotations
+
+import torch
+
+from grporec.decode.beam import beam_search
+from grporec.decode.rollout import Rollout, left_pad
+from grporec.decode.sample import dynamic_sample, sample
+from grporec.decode.trie import SidTrie
+
+__all__ = ["SidTrie", "Rollout", "beam_search", "sample", "dynamic_sample", "left_pad", "build_catalog_trie"]
+
+
+def build_catalog_trie(tokenizer, sids: list[str], device: str | torch.device = "cpu") -> SidTrie:
+    """The trie of every catalog completion `sid + "\\n"` + EOS, labelled by position in `sids`."""
+    from grporec.models.tokenizer import completion_ids
+
+    seqs = [completion_ids(tokenizer, s + "\n") for s in sids]
+    return SidTrie.build(seqs, pad_id=tokenizer.pad_token_id, device=device, names=list(sids))

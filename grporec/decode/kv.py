@@ -1,0 +1,134 @@
+"""KV cache for G completions per prompt, and prefix-shared attention over it.
+
+`BeamKVLayer` is a transformers `DynamicLayer` with two decoding modes after the prefill:
+- expanded: one buffer [B*G, kv_heads, T + L, head_dim]; each prompt's KV is copied into its G
+  rows once, new tokens are written in place (no `torch.cat` of the whole cache per step), and
+  reordering beams within their group moves only the generated tail. Works with any attention.
+- shared: the prompt's KV stays once per prompt [B, kv_heads, T, head_dim] and only the tail
+  [B*G, kv_heads, L, head_dim] is per beam. `shared_prefix_attention`, registered as a
+  transformers attention function, attends each beam's query to its prompt's KV and its own
+  tail, so the prompt is neither copied G times nor read G times. Exact up to float rounding
+  (tests compare it with plain forwards); used only for architectures listed in
+  `SHARED_PREFIX_MODELS`, where that was verified.
+"""
+from __future__ import annotations
+
+import contextvars
+
+import torch
+from transformers import AttentionInterface
+from transformers.cache_utils import DynamicLayer
+
+SHARED_PREFIX_ATTENTION = "grporec_shared_prefix"
+# Architectures whose attention is plain scaled-dot-product over (rotated) K/V, with no sliding
+# window, softcap or sinks: exactly what `shared_prefix_attention` computes.
+SHARED_PREFIX_MODELS = frozenset({"qwen2", "qwen3", "llama"})
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("grporec_shared_prefix_cache", default=None)
+
+
+class BeamKVLayer(DynamicLayer):
+    """One layer's KV: filled by prefill, then expanded or shared across each prompt's G rows."""
+
+    prompt_len: int | None = None
+    shared: bool = False
+
+    def expand(self, group_size: int, max_new: int, shared: bool) -> None:
+        B, H, T, D = self.keys.shape
+        G, self.prompt_len, self.shared = group_size, T, shared
+        if shared:
+            self.prompt_keys, self.prompt_values = self.keys, self.values
+            self._kbuf = self.keys.new_empty(B * G, H, max_new, D)
+            self._vbuf = self.values.new_empty(B * G, self.values.shape[1], max_new, self.values.shape[3])
+            self._start = 0  # the buffers hold only the tail
+        else:
+            self._kbuf = self.keys.new_empty(B * G, H, T + max_new, D)
+            self._vbuf = self.values.new_empty(B * G, self.values.shape[1], T + max_new, self.values.shape[3])
+            # One broadcast copy per tensor: prompt b's KV lands in rows b*G .. b*G+G-1.
+            self._kbuf.view(B, G, *self._kbuf.shape[1:])[:, :, :, :T].copy_(self.keys.unsqueeze(1))
+            self._vbuf.view(B, G, *self._vbuf.shape[1:])[:, :, :, :T].copy_(self.values.unsqueeze(1))
+            self._start = T  # the buffers hold prompt then tail
+        self._n = self._start
+        self.keys, self.values = self._kbuf[:, :, :self._n], self._vbuf[:, :, :self._n]
+
+    def update(self, key_states, value_states, *args, **kwargs):
+        if self.prompt_len is None:
+            return super().update(key_states, value_states, *args, **kwargs)
+        q = key_states.shape[-2]
+        self._kbuf[:, :, self._n:self._n + q] = key_states
+        self._vbuf[:, :, self._n:self._n + q] = value_states
+        self._n += q
+        self.keys, self.values = self._kbuf[:, :, :self._n], self._vbuf[:, :, :self._n]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        if self.shared:
+            return self.prompt_len + self._n
+        return super().get_seq_length()
+
+    def reorder_tail(self, rows: torch.Tensor) -> None:
+        """New row i continues old row rows[i] of the same prompt: move only generated positions."""
+        if self._n > self._start:
+            s, n = self._start, self._n
+            self._kbuf[:, :, s:n] = self._kbuf[rows, :, s:n]  # the right side is a copy: safe in place
+            self._vbuf[:, :, s:n] = self._vbuf[rows, :, s:n]
+
+
+class SharedPrefixContext:
+    """While active, `shared_prefix_attention` reads prompt KV and padding from these layers."""
+
+    def __init__(self, layers: list[BeamKVLayer], prompt_mask: torch.Tensor):
+        self.layers = layers
+        self.prompt_bias = torch.zeros(prompt_mask.shape, dtype=torch.float32, device=prompt_mask.device)
+        self.prompt_bias.masked_fill_(prompt_mask == 0, float("-inf"))
+        self.prompt_bias = self.prompt_bias[:, None, None, :]  # [B, 1, 1, T]
+
+    def __enter__(self):
+        self._token = _ACTIVE.set(self)
+        return self
+
+    def __exit__(self, *exc):
+        _ACTIVE.reset(self._token)
+
+
+def shared_prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention of B*G single-token queries to their prompt's shared KV plus their own tail.
+
+    query [B*G, H, 1, D]; key/value [B*G, KV, n, D] (the tail returned by the layer's update).
+    Returns [B*G, 1, H, D], as transformers' attention functions do.
+    """
+    ctx = _ACTIVE.get()
+    if ctx is None:
+        raise RuntimeError(f"{SHARED_PREFIX_ATTENTION} attention used outside grporec's decoder")
+    layer = ctx.layers[module.layer_idx]
+    pk, pv = layer.prompt_keys, layer.prompt_values  # [B, KV, T, D]
+    R, H, q_len, D = query.shape
+    B, KV, T, _ = pk.shape
+    G, rep, n = R // B, H // KV, key.shape[2]
+    if q_len != 1:
+        raise RuntimeError("shared-prefix attention decodes one token per row")
+    scale = scaling if scaling is not None else D ** -0.5
+    # Query head h uses KV head h // rep (as transformers' repeat_kv lays them out).
+    q_groups = query.view(B, G, KV, rep, D).permute(0, 2, 1, 3, 4).reshape(B, KV, G * rep, D)
+    s_prompt = torch.matmul(q_groups, pk.transpose(-1, -2)).float() * scale + ctx.prompt_bias  # [B, KV, G*rep, T]
+    s_tail = torch.matmul(query.view(R, KV, rep, D), key.transpose(-1, -2)).float() * scale  # [R, KV, rep, n]
+    s_tail = s_tail.view(B, G, KV, rep, n).permute(0, 2, 1, 3, 4).reshape(B, KV, G * rep, n)
+    p = torch.cat([s_prompt, s_tail], dim=-1).softmax(-1).to(value.dtype)  # fp32 softmax
+    out = torch.matmul(p[..., :T], pv)  # [B, KV, G*rep, D]
+    out = out.view(B, KV, G, rep, D).permute(0, 2, 1, 3, 4).reshape(R, KV, rep, D)
+    p_tail = p[..., T:].reshape(B, KV, G, rep, n).permute(0, 2, 1, 3, 4).reshape(R, KV, rep, n)
+    out = out + torch.matmul(p_tail, value)  # [R, KV, rep, D]
+    return out.reshape(R, 1, H, D), None
+
+
+AttentionInterface.register(SHARED_PREFIX_ATTENTION, shared_prefix_attention)
+
+
+def supports_shared_prefix(model: torch.nn.Module) -> bool:
+    """True for architectures where shared-prefix attention was verified equal to the model's own."""
+    cfg = getattr(model, "config", None)
+    return (
+        cfg is not None
+        and getattr(cfg, "model_type", None) in SHARED_PREFIX_MODELS
+        and not getattr(cfg, "use_sliding_window", False)
+        and getattr(cfg, "_attn_implementation", None) in ("sdpa", "eager")
+    )

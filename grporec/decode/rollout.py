@@ -1,0 +1,74 @@
+"""The `Rollout` structure and the model calls every decoder shares: left padding, prefill, step.
+
+A rollout is G completions for each of B prompts, laid out group by group: rows b*G .. b*G+G-1
+belong to prompt b. Each prompt is prefilled once over B rows (left padding, attention mask and
+position ids from the mask); the KV cache is then expanded to B*G rows by index, never by
+re-running the prompt. Log-probabilities are full-vocabulary log-softmax in fp32, exactly as the
+model defines them, so beam scores match a plain forward pass.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Rollout:
+    """G completions per prompt, as the decoder produced them.
+
+    prompt_ids, prompt_mask: [B, T], left-padded.
+    completion_ids: [B*G, L]; completion_mask: [B*G, L] (1 for generated tokens up to and
+        including EOS; 0 for padding after a shorter completion and for invalid rows).
+    token_logps: [B*G, L] fp32, log-prob of each chosen token under the decoding distribution
+        (log-softmax of logits / temperature; temperature 1 for beam search), 0 where masked.
+    scores: [B*G] sum of token_logps (-inf for invalid rows).
+    valid: [B*G] bool, False for beams that could not be filled with a catalog completion.
+    labels: [B*G] long, index of the completion in the trie's label list, -1 when invalid.
+    sids: [B*G] the completion's name (the trie's item mapping, e.g. its SID), None when invalid.
+    """
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+    token_logps: torch.Tensor
+    scores: torch.Tensor
+    valid: torch.Tensor
+    labels: torch.Tensor
+    sids: list[str | None]
+    group_size: int
+
+    @property
+    def num_prompts(self) -> int:
+        return self.prompt_ids.shape[0]
+
+    @property
+    def ranks(self) -> torch.Tensor:
+        """[B*G] position of each completion within its group (its beam rank for beam search)."""
+        return torch.arange(self.group_size, device=self.scores.device).repeat(self.num_prompts)
+
+    def select(self, rows: torch.Tensor, group_size: int) -> "Rollout":
+        """A rollout keeping `rows` [B*G'] (group by group) with the given new group size."""
+        idx = rows.tolist()
+        return Rollout(self.prompt_ids, self.prompt_mask, self.completion_ids[rows], self.completion_mask[rows],
+                       self.token_logps[rows], self.scores[rows], self.valid[rows], self.labels[rows],
+                       [self.sids[i] for i in idx], group_size)
+
+
+def left_pad(prompts: list[list[int]], pad_id: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-id lists -> (ids [B, T], mask [B, T]) padded on the left."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("left_pad needs non-empty prompts")
+    T = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), T), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), T), dtype=torch.long)
+    for i, p in enumerate(prompts):
+        ids[i, T - len(p):] = torch.tensor(p, dtype=torch.long)
+        mask[i, T - len(p):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids [B, T] for a left-padded mask: 0 at each row's first real token."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)
