@@ -65,11 +65,43 @@ class ModelConfig:
 
 
 @dataclass
+class SasrecConfig:
+    """The SASRec baseline / collaborative-filtering reward model and its training."""
+
+    path: str | None = None  # saved model directory; default <output_dir>/sasrec
+    hidden: int = 64
+    blocks: int = 2
+    heads: int = 1
+    dropout: float = 0.2
+    max_len: int = 10  # history items seen (the last ones)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    epochs: int = 100  # upper bound; early stopping on valid NDCG@10 usually ends sooner
+    patience: int = 5  # epochs without a better valid NDCG@10 before stopping
+
+
+@dataclass
+class RewardConfig:
+    """Which rewards score a completion, and their weights."""
+
+    # MiniOneRec names: rule, ranking (= rule + ndcg_rule), ranking_only (= ndcg_rule), semantic, sasrec.
+    reward_type: Literal["rule", "ranking", "ranking_only", "semantic", "sasrec"] = "ranking"
+    # An explicit list of reward functions (rule, ndcg_rule, semantic, sasrec) overrides reward_type.
+    names: list[str] | None = None
+    weights: list[float] | None = None  # one per name (default all 1.0)
+    semantic_embeddings: str | None = None  # .npy [N_items, D], rows in catalog item order
+    sasrec_path: str | None = None  # trained SASRec directory for the sasrec reward
+
+
+@dataclass
 class Config:
     """The root of a run's configuration."""
 
     data: DataConfig
     model: ModelConfig
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    sasrec: SasrecConfig = field(default_factory=SasrecConfig)
     seed: int = 42
     output_dir: str = "runs/default"
 

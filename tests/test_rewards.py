@@ -1,0 +1,93 @@
+"""Reward functions against hand-computed values."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from grporec.data.catalog import Catalog
+from grporec.data.formats import ItemInfo
+from grporec.rewards import REWARD_TYPES, RewardInputs, RewardSet, SidEmbeddings, ndcg_weights, resolve_rewards
+from grporec.rewards.rule import ndcg_rule_reward, rule_reward
+from grporec.rewards.semantic import semantic_reward
+
+
+def inputs(completions, targets, G, histories=None):
+    return RewardInputs(completions, targets, G, torch.arange(G).repeat(len(targets)), histories)
+
+
+def test_rule_reward_strips_newline_quotes_spaces():
+    x = inputs(['<a_1><b_2>\n', '"<a_1><b_2>"', ' <a_1><b_3> ', None], ["<a_1><b_2>"], 4)
+    assert rule_reward(x).tolist() == [1.0, 1.0, 0.0, 0.0]  # invalid (None) -> 0, no KeyError
+
+
+def test_ndcg_weights_for_g16():
+    w = ndcg_weights(16)
+    # sum_{j<16} 1/log2(j+2) = 1 + 0.63093 + 0.5 + 0.43068 + ... = 6.10408; w_0 = -1/6.10408 = -0.16382
+    assert [round(v, 4) for v in w[:3].tolist()] == [-0.1638, -0.1033, -0.0819]
+    torch.testing.assert_close(w.sum(), torch.tensor(-1.0))
+    assert (w.diff() > 0).all()  # later ranks are penalised less
+    # G = 2: 1/log2(2) = 1, 1/log2(3) = 0.63093; w = -[1, 0.63093] / 1.63093 = [-0.61315, -0.38685]
+    torch.testing.assert_close(ndcg_weights(2), torch.tensor([-1 / (1 + 1 / math.log2(3)), -(1 / math.log2(3)) / (1 + 1 / math.log2(3))]))
+
+
+def test_ndcg_rule_hits_zero_misses_weighted_no_hit_group_zero():
+    G = 4
+    w = ndcg_weights(G)
+    # group 0: hit at rank 1 -> hits 0, misses at ranks 0, 2, 3 get w_0, w_2, w_3
+    # group 1: no hit -> all 0 (including the invalid beam)
+    x = inputs(["a", "t", "b", "c", "x", None, "y", "z"], ["t", "q"], G)
+    r = ndcg_rule_reward(x)
+    torch.testing.assert_close(r, torch.tensor([w[0], 0.0, w[2], w[3], 0, 0, 0, 0]))
+
+
+def test_ranking_reward_type_is_rule_plus_ndcg():
+    assert REWARD_TYPES["ranking"] == [("rule", 1.0), ("ndcg_rule", 1.0)]
+    x = inputs(["a", "t", "b", None], ["t"], 4)
+    total, m = RewardSet(resolve_rewards("ranking"))(x)
+    w = ndcg_weights(4)
+    torch.testing.assert_close(total, torch.tensor([w[0], 1.0, w[2], w[3]]))
+    assert m["rewards/rule"] == pytest.approx(0.25)
+    assert m["rewards/ndcg_rule"] == pytest.approx((w[0] + w[2] + w[3]).item() / 4)  # mean over the 4 rows
+
+
+def test_explicit_names_and_weights():
+    x = inputs(["t", "a"], ["t"], 2)
+    total, m = RewardSet(resolve_rewards("rule", ["rule", "ndcg_rule"], [2.0, 0.5]))(x)
+    # rule = [1, 0]; ndcg_rule = [0, w_1] with w_1 = -0.38685 (G = 2); total = 2 * rule + 0.5 * ndcg
+    torch.testing.assert_close(total, torch.tensor([2.0, 0.5 * ndcg_weights(2)[1].item()]))
+    with pytest.raises(ValueError, match="unknown reward 'bleu'"):
+        resolve_rewards("rule", ["bleu"])
+    with pytest.raises(ValueError, match="2 values for 1 names"):
+        resolve_rewards("rule", ["rule"], [1.0, 2.0])
+    with pytest.raises(ValueError, match="unknown 'exact'"):
+        resolve_rewards("exact")
+    with pytest.raises(ValueError, match="needs reward.semantic_embeddings"):
+        RewardSet([("semantic", 1.0)])
+
+
+def _catalog():
+    return Catalog.from_items([ItemInfo("<a_1>", "x", "0"), ItemInfo("<a_2>", "y", "1"), ItemInfo("<a_3>", "z", "2")])
+
+
+def test_semantic_reward_on_known_embeddings(tmp_path):
+    # items 0, 1, 2 -> vectors [1, 0], [1, 1], [0, 2]; cos(0, 1) = 1/sqrt(2); cos(0, 2) = 0; cos(1, 2) = 1/sqrt(2)
+    path = tmp_path / "emb.npy"
+    np.save(path, np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]], dtype=np.float32))
+    emb = SidEmbeddings.load(path, _catalog())
+    x = inputs(["<a_1>", "<a_2>", "<a_3>", None, "<a_9>"], ["<a_1>"], 5)
+    torch.testing.assert_close(semantic_reward(x, emb), torch.tensor([1.0, 2 ** -0.5, 0.0, 0.0, 0.0]))
+
+
+def test_semantic_embeddings_shape_checked(tmp_path):
+    path = tmp_path / "bad.npy"
+    np.save(path, np.zeros((2, 4), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"bad\.npy: embedding matrix has shape \(2, 4\) but the catalog has 3 items"):
+        SidEmbeddings.load(path, _catalog())
+    with pytest.raises(FileNotFoundError, match="semantic embedding file not found"):
+        SidEmbeddings.load(tmp_path / "none.npy", _catalog())
+
+
+def test_reward_inputs_layout_checked():
+    with pytest.raises(ValueError, match="3 completions and 3 ranks for 2 targets x G=2"):
+        RewardInputs(["a", "b", "c"], ["a", "b"], 2, torch.arange(3))
