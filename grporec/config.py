@@ -95,11 +95,69 @@ class RewardConfig:
 
 
 @dataclass
+class RLConfig:
+    """GRPO: rollout, advantages, loss and the reference model (MiniOneRec's recipe by default)."""
+
+    datasets: list[str] = field(default_factory=lambda: ["sid_history", "title2sid", "title_history"])
+    num_generations: int = 16  # G completions per prompt
+    rollout: Literal["beam", "sample", "dynamic"] = "beam"  # constrained beam search, sampling, dynamic sampling
+    temperature: float = 1.0  # sampling temperature (also divides the logits of the loss's log-probs when sampling)
+    beta: float = 1e-3  # KL coefficient; 0 disables the reference model entirely
+    kl_estimator: Literal["k3", "k3+"] = "k3"
+    loss_type: Literal["grpo", "token", "dr_grpo", "sequence"] = "grpo"
+    scale_rewards: Literal["group", "batch", "none"] = "group"
+    num_iterations: int = 1  # policy updates per rollout (> 1 uses the PPO clip)
+    epsilon_low: float = 0.2
+    epsilon_high: float = 0.2
+    sync_ref_model: bool = True  # ref <- alpha * policy + (1 - alpha) * ref every ref_sync_steps
+    ref_sync_steps: int = 512
+    ref_sync_alpha: float = 0.6
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, schedule, logging and checkpoints (shared by GRPO and SFT)."""
+
+    lr: float = 1e-5
+    weight_decay: float = 0.0
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    warmup_ratio: float = 0.03  # of all optimizer steps, then cosine decay to 0
+    max_grad_norm: float = 0.3
+    prompts_per_step: int = 64  # global batch: prompts per optimizer step, over all ranks
+    micro_batch_prompts: int = 4  # prompts per forward/backward on one rank (x G rows for GRPO)
+    rollout_batch_prompts: int = 16  # prompts decoded together on one rank
+    epochs: int = 2
+    max_steps: int = -1  # > 0: stop after this many optimizer steps instead of the epochs
+    log_steps: int = 1  # a console line every N steps (the JSONL log gets every step)
+    eval_steps: int = 0  # evaluate on the valid split every N steps (0: never during training)
+    save_steps: int = 0  # checkpoint every N steps (0: only at the end and on SIGTERM/SIGINT)
+    save_total_limit: int = 2  # checkpoints kept (the newest ones)
+    resume: str = "auto"  # "auto" (latest checkpoint in output_dir, if any), "none", or a checkpoint directory
+    max_bad_steps: int = 5  # consecutive non-finite steps before the run stops
+    stop_after: int = 0  # checkpoint and exit after this many steps of this session (0: run to the end); for time-limited jobs
+    mixed_precision: bool = True  # CUDA: bf16 compute, fp32 master weights and reductions
+    progress: bool = True  # tqdm progress bar
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation by constrained beam search over the whole catalog."""
+
+    test_beams: int = 20  # beams during training; `python -m grporec.evaluate --beams` for the final run
+    max_rows: int = -1  # evaluate on the first N rows only (-1: all)
+    batch_prompts: int = 8
+    ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])
+
+
+@dataclass
 class Config:
     """The root of a run's configuration."""
 
     data: DataConfig
     model: ModelConfig
+    rl: RLConfig = field(default_factory=RLConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     sasrec: SasrecConfig = field(default_factory=SasrecConfig)
     seed: int = 42

@@ -1,7 +1,6 @@
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from tests_support import base_model, base_tokenizer
 
 from grporec.data.formats import split_sid
 from grporec.models.policy import PolicyError, extend_policy, load_policy, save_policy
@@ -26,21 +25,9 @@ def test_tiny_tokenizer_completion_layout(tiny_model_dir, tiny_catalog):
     assert tok.decode(tok.encode(text, add_special_tokens=False)) == text  # byte-level: lossless
 
 
-def _base_tokenizer():
-    """A Qwen-like byte-level BPE tokenizer with no SID tokens (stands in for a hub model)."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(["which item has the title", "a_1 b_2 <> c_3 \n\n### Response:\n"] * 10, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
-
-
 def test_extended_tokenizer_and_resized_model(tmp_path, tiny_catalog):
-    tok = _base_tokenizer()
-    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                         num_attention_heads=2, num_key_value_heads=1, tie_word_embeddings=True))
+    tok = base_tokenizer()
+    model = base_model(len(tok))
     with pytest.raises(TokenizerError, match="lacks .* SID tokens"):
         check_sid_tokenizer(tok, tiny_catalog.sids, source="base")
     n0 = len(tok)

@@ -1,0 +1,138 @@
+"""Checkpoints that resume exactly, written so that a crash never leaves a half checkpoint.
+
+A checkpoint is `<output_dir>/checkpoints/step-NNNNNNN/` holding the policy in HF format
+(`policy/`: safetensors, config, tokenizer; loadable by `from_pretrained` and the evaluator),
+the reference model when it has been synced away from the initial model (`reference/`), the
+optimizer, scheduler, RNG and data-order state (`trainer_state.pt`), and the resolved config.
+It is written to a temporary directory and renamed into place (atomic on one filesystem), so
+the newest complete checkpoint is always loadable; the oldest beyond `keep` are deleted.
+Under FSDP every rank takes part in gathering full state dicts; rank 0 writes.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions,
+    get_model_state_dict,
+    get_optimizer_state_dict,
+    set_model_state_dict,
+    set_optimizer_state_dict,
+)
+
+from grporec.config import dump_config
+from grporec.dist import DistEnv, barrier
+
+STEP_DIR = re.compile(r"^step-(\d+)$")
+_FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
+
+
+def checkpoint_root(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint (temporary directories are ignored)."""
+    root = checkpoint_root(output_dir)
+    if not root.is_dir():
+        return None
+    steps = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and p.is_dir())
+    return steps[-1][1] if steps else None
+
+
+def rng_state() -> dict:
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_hf(model: torch.nn.Module, tokenizer, out: Path, env: DistEnv) -> None:
+    """Save a (possibly FSDP-sharded) model in HF format; all ranks must call this."""
+    state = get_model_state_dict(model, options=_FULL)
+    if env.is_main:
+        model.save_pretrained(str(out), state_dict=state, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(out))
+
+
+def save_checkpoint(
+    output_dir: str | Path,
+    step: int,
+    env: DistEnv,
+    cfg,
+    policy: torch.nn.Module,
+    tokenizer,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    trainer_state: dict,
+    reference: torch.nn.Module | None = None,
+    keep: int = 2,
+) -> Path:
+    """Write checkpoint `step` atomically and prune old ones. Returns its final path."""
+    root = checkpoint_root(output_dir)
+    final = root / f"step-{step:07d}"
+    tmp = root / f".tmp-step-{step:07d}"
+    if env.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    barrier(env)
+    save_hf(policy, tokenizer, tmp / "policy", env)
+    if reference is not None:
+        save_hf(reference, None, tmp / "reference", env)
+    optim_state = get_optimizer_state_dict(policy, optimizer, options=_FULL)
+    if env.is_main:
+        torch.save({"optimizer": optim_state, "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                    "trainer": trainer_state, "step": step}, tmp / "trainer_state.pt")
+        (tmp / "config.yaml").write_text(dump_config(cfg))
+        if final.exists():  # re-saving a step (e.g. SIGTERM right after a periodic save)
+            shutil.rmtree(final)
+        os.replace(tmp, final)  # atomic: readers see the old set or the new complete one
+        old = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)))
+        for _, p in old[: max(0, len(old) - keep)]:
+            shutil.rmtree(p, ignore_errors=True)
+    barrier(env)
+    return final
+
+
+def load_checkpoint(path: str | Path, policy, optimizer, scheduler, reference=None) -> dict:
+    """Restore model, optimizer, scheduler and RNG state in place; returns the trainer state."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not (path / "trainer_state.pt").is_file() or not (path / "policy").is_dir():
+        raise FileNotFoundError(f"{path}: not a grporec checkpoint (no trainer_state.pt / policy/)")
+    set_model_state_dict(policy, _read_hf_weights(path / "policy", policy, load_file), options=StateDictOptions(full_state_dict=True))
+    if reference is not None and (path / "reference").is_dir():
+        set_model_state_dict(reference, _read_hf_weights(path / "reference", reference, load_file),
+                             options=StateDictOptions(full_state_dict=True))
+    state = torch.load(path / "trainer_state.pt", weights_only=False)
+    set_optimizer_state_dict(policy, optimizer, state["optimizer"], options=StateDictOptions(full_state_dict=True))
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    return state["trainer"]
+
+
+def _read_hf_weights(directory: Path, model, load_file) -> dict:
+    """The safetensors weights of an HF directory, with tied weights filled in under both names."""
+    weights = {}
+    for f in sorted(directory.glob("*.safetensors")):
+        weights.update(load_file(str(f)))
+    expected = model.state_dict().keys()  # same names on every rank, sharded or not
+    if "lm_head.weight" in expected and "lm_head.weight" not in weights and "model.embed_tokens.weight" in weights:
+        weights["lm_head.weight"] = weights["model.embed_tokens.weight"]  # tied, saved once
+    return weights

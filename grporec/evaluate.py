@@ -1,0 +1,142 @@
+"""Evaluation by constrained beam search over the whole catalog, MiniOneRec-compatible.
+
+    python -m grporec.evaluate --config FILE --model DIR --split test --beams 50
+    torchrun --nproc_per_node=N -m grporec.evaluate ...   (rows sharded, metrics combined)
+
+Each row's prompt is `EvalSidDataset`'s; the model's `beams` best catalog completions are its
+ranked predictions. HR@K and NDCG@K (K in 1, 3, 5, 10, 20, 50, at most the beam count) use the
+rank of the first exact SID match, NDCG = 1/log2(rank + 2), averaged over all rows. Writes
+`metrics.json` and `predictions.json` (one record per row with `input`, `output` and `predict`,
+the generated SIDs in rank order, as MiniOneRec's scoring scripts read them).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from grporec import dist
+from grporec.config import Config, load_config
+from grporec.data.datasets import EvalSidDataset, Sample
+from grporec.data.load import load_data_catalog, load_split
+from grporec.decode import beam_search, build_catalog_trie, left_pad
+from grporec.metrics import first_hit_rank, ranking_metrics
+
+EVAL_KS = (1, 3, 5, 10, 20, 50)
+_INPUT_START, _INPUT_END = "### User Input: \n", "\n\n### Response:\n"
+
+
+def prompt_input(prompt: str) -> str:
+    """The user-input part of a prompt (what MiniOneRec's records call `input`)."""
+    start = prompt.find(_INPUT_START)
+    end = prompt.rfind(_INPUT_END)
+    return prompt[start + len(_INPUT_START):end] if start >= 0 and end > start else prompt
+
+
+@torch.no_grad()
+def predict(model, tokenizer, trie, samples: list[Sample], beams: int, batch_prompts: int, env: dist.DistEnv,
+            progress: bool = False) -> list[list[str | None]]:
+    """Ranked SID predictions for every sample (on every rank), rows sharded over ranks.
+
+    Every rank runs the same number of batches (the last shard is padded with repeats whose
+    results are dropped), because FSDP forwards are collective.
+    """
+    was_training = model.training
+    model.eval()
+    per_rank = math.ceil(len(samples) / env.world_size)
+    mine = list(range(env.rank * per_rank, min(len(samples), (env.rank + 1) * per_rank)))
+    padded = mine + [mine[-1] if mine else 0] * (per_rank - len(mine))
+    out: dict[int, list] = {}
+    bar = tqdm(total=len(samples), desc="evaluate", unit="rows", disable=not (progress and env.is_main), dynamic_ncols=True)
+    for i in range(0, per_rank, batch_prompts):
+        idx = padded[i:i + batch_prompts]
+        ids, mask = left_pad([tokenizer.encode(samples[j].prompt, add_special_tokens=False) for j in idx],
+                             tokenizer.pad_token_id, env.device)
+        r = beam_search(model, ids, mask, trie, beams)
+        for k, j in enumerate(idx[: max(0, len(mine) - i)]):
+            out[j] = r.sids[k * beams:(k + 1) * beams]
+        bar.update(min(len(idx), max(0, len(mine) - i)) * env.world_size)
+    bar.close()
+    model.train(was_training)
+    merged = {}
+    for part in dist.gather_objects(out, env):
+        merged.update(part)
+    return [merged[j] for j in range(len(samples))]
+
+
+def score(predictions: list[list[str | None]], samples: list[Sample], beams: int, catalog=None,
+          ks=EVAL_KS) -> dict:
+    """HR@K / NDCG@K (K <= beams), invalid outputs, and how many targets are collided SIDs."""
+    ranks = [first_hit_rank(p, s.target_sid) for p, s in zip(predictions, samples)]
+    metrics = ranking_metrics(ranks, [k for k in ks if k <= beams])
+    metrics["rows"] = len(samples)
+    metrics["invalid_outputs"] = sum(1 for p in predictions for x in p if x is None or (catalog is not None and not catalog.has_sid(x)))
+    if catalog is not None:
+        metrics["targets_with_collided_sid"] = sum(1 for s in samples if len(catalog.ids_of_sid.get(s.target_sid, [])) > 1)
+    return metrics
+
+
+def evaluate(model, tokenizer, trie, samples, beams, batch_prompts, env, catalog=None, ks=EVAL_KS, progress=False):
+    """(metrics, predictions) on every rank."""
+    preds = predict(model, tokenizer, trie, samples, beams, batch_prompts, env, progress)
+    return score(preds, samples, beams, catalog, ks), preds
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m grporec.evaluate", description=__doc__.split("\n")[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--model", required=True, help="HF model directory (an SFT or GRPO checkpoint's policy/)")
+    ap.add_argument("--split", choices=["valid", "test"], default="test")
+    ap.add_argument("--beams", type=int, default=50)
+    ap.add_argument("--batch", type=int, default=None, help="prompts per decode batch (default eval.batch_prompts)")
+    ap.add_argument("--max-rows", type=int, default=None, help="only the first N rows")
+    ap.add_argument("--out", default=None, help="output directory (default <output_dir>/eval-<split>)")
+    args, overrides = ap.parse_known_args(argv)
+    cfg = load_config(args.config, overrides, Config)
+    env = dist.setup()
+    try:
+        from grporec.models.policy import load_policy
+        from grporec.models.tokenizer import check_sid_tokenizer
+
+        catalog = load_data_catalog(cfg.data)
+        samples = EvalSidDataset(load_split(cfg.data, args.split, catalog), cfg.data.max_history).samples
+        if args.max_rows:
+            samples = samples[: args.max_rows]
+        model, tokenizer = load_policy(args.model, cfg.model.dtype, env.device)
+        check_sid_tokenizer(tokenizer, catalog.sids, source=args.model)
+        trie = build_catalog_trie(tokenizer, catalog.sids, env.device)
+        t0 = time.perf_counter()
+        metrics, preds = evaluate(model, tokenizer, trie, samples, args.beams, args.batch or cfg.eval.batch_prompts,
+                                  env, catalog, progress=True)
+        metrics["seconds"] = time.perf_counter() - t0
+        metrics["rows_per_s"] = len(samples) / metrics["seconds"]
+        if env.is_main:
+            out = Path(args.out or Path(cfg.output_dir) / f"eval-{args.split}")
+            out.mkdir(parents=True, exist_ok=True)
+            write_outputs(out, metrics, preds, samples, {"model": args.model, "split": args.split, "beams": args.beams})
+            print(format_metrics(metrics))
+            print(f"[evaluate] wrote {out / 'metrics.json'} and {out / 'predictions.json'}")
+    finally:
+        dist.teardown()
+
+
+def write_outputs(out: Path, metrics: dict, preds, samples, info: dict) -> None:
+    (out / "metrics.json").write_text(json.dumps({**info, **metrics}, indent=2))
+    records = [{"input": prompt_input(s.prompt), "output": s.completion, "predict": [p for p in pr if p is not None]}
+               for s, pr in zip(samples, preds)]
+    (out / "predictions.json").write_text(json.dumps(records, indent=1))
+
+
+def format_metrics(m: dict) -> str:
+    keys = [k for k in m if k.startswith(("hr@", "ndcg@"))]
+    return "  ".join(f"{k}={m[k]:.4f}" for k in keys) + f"  rows={m['rows']}  invalid={m['invalid_outputs']}"
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

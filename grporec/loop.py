@@ -1,0 +1,213 @@
+"""The GRPO loop: `python -m grporec.loop --config FILE` or `torchrun --nproc_per_node=N -m grporec.loop ...`.
+
+One optimizer step, in order:
+  1. take this rank's slice of the global batch of prompts (each sample carries its target);
+  2. rollout: G catalog completions per prompt (constrained beam search, sampling or dynamic
+     sampling) with the policy in eval mode, no grad;
+  3. rewards, then group-relative advantages;
+  4. reference per-token log-probs (frozen reference; skipped, and never loaded, when beta = 0);
+  5. policy log-probs with grad, the GRPO loss and backward over micro-batches; clip the
+     gradient norm; AdamW; cosine schedule (num_iterations > 1 reuses the rollout, clipped);
+  6. every ref_sync_steps: ref <- alpha * policy + (1 - alpha) * ref;
+  7. every eval_steps: HR@K / NDCG@K on the valid split by constrained beam search;
+  8. every save_steps, at the end, and on SIGTERM/SIGINT: a checkpoint.
+Prompts are split over ranks by whole groups; advantages are per group, so ranks exchange only
+logged metrics (and FSDP's gradient reduction). A researcher forks this file for a variant.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from grporec import dist
+from grporec.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from grporec.config import Config, dump_config, parse_cli
+from grporec.data.datasets import EvalSidDataset
+from grporec.data.load import load_data_catalog, load_split
+from grporec.data.stream import SampleStream
+from grporec.decode import build_catalog_trie
+from grporec.evaluate import evaluate
+from grporec.loss import group_advantages
+from grporec.optim import build_optimizer, guarded_step
+from grporec.rewards import RewardInputs
+from grporec.rl import (build_rewards, build_rl_dataset, generate, load_models, logps_of, policy_backward,
+                        rollout_metrics, sync_reference)
+from grporec.runlog import RunLog
+
+
+class StopRequest:
+    """SIGTERM/SIGINT ask the loop to checkpoint and exit 0 after the current step."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame):
+        self.requested = True
+        signal.signal(signum, self._previous[signum])  # a second signal acts as usual
+
+    def restore(self):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def check_settings(cfg: Config) -> None:
+    """Reject settings the loop cannot run, naming the key."""
+    positive = {"rl.num_generations": (cfg.rl.num_generations, 2), "rl.num_iterations": (cfg.rl.num_iterations, 1),
+                "train.prompts_per_step": (cfg.train.prompts_per_step, 1), "train.micro_batch_prompts": (cfg.train.micro_batch_prompts, 1),
+                "train.rollout_batch_prompts": (cfg.train.rollout_batch_prompts, 1), "rl.ref_sync_steps": (cfg.rl.ref_sync_steps, 1),
+                "train.max_bad_steps": (cfg.train.max_bad_steps, 1), "eval.test_beams": (cfg.eval.test_beams, 1)}
+    for key, (value, least) in positive.items():
+        if value < least:
+            raise ValueError(f"{key} must be at least {least}, got {value}")
+    if cfg.rl.temperature <= 0:
+        raise ValueError(f"rl.temperature must be > 0, got {cfg.rl.temperature}")
+    if not 0 <= cfg.rl.ref_sync_alpha <= 1:
+        raise ValueError(f"rl.ref_sync_alpha must be in [0, 1], got {cfg.rl.ref_sync_alpha}")
+
+
+def train(cfg: Config, env: dist.DistEnv) -> dict:
+    """Run GRPO as configured. Returns a summary (steps run, per-step metrics on rank 0, ...)."""
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(dump_config(cfg))
+    G, world = cfg.rl.num_generations, env.world_size
+    check_settings(cfg)
+    if cfg.train.prompts_per_step % world:
+        raise ValueError(f"train.prompts_per_step={cfg.train.prompts_per_step} must be divisible by the {world} ranks")
+    per_rank = cfg.train.prompts_per_step // world
+
+    # Data, models, decoder and rewards; every check here runs before any training.
+    catalog = load_data_catalog(cfg.data)
+    dataset = build_rl_dataset(cfg, catalog)
+    valid = None
+    if cfg.train.eval_steps > 0:
+        valid = EvalSidDataset(load_split(cfg.data, "valid", catalog), cfg.data.max_history).samples
+        valid = valid[: cfg.eval.max_rows] if cfg.eval.max_rows > 0 else valid
+    policy, reference, tokenizer = load_models(cfg, catalog, env)
+    trie = build_catalog_trie(tokenizer, catalog.sids, env.device)
+    label_of = {sid: i for i, sid in enumerate(catalog.sids)}
+    rewards = build_rewards(cfg, catalog, env.device)
+    total_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else cfg.train.epochs * math.ceil(len(dataset) / cfg.train.prompts_per_step)
+    optimizer, scheduler = build_optimizer(policy, cfg.train, total_steps * cfg.rl.num_iterations)
+    stream = SampleStream(dataset, cfg.seed)
+    generator = torch.Generator(device=env.device).manual_seed(cfg.seed + env.rank)
+    state = {"step": 0, "bad_steps": 0, "skipped_steps": 0, "ref_synced": False}
+
+    resume = latest_checkpoint(out) if cfg.train.resume == "auto" else (None if cfg.train.resume == "none" else Path(cfg.train.resume))
+    if resume is not None:
+        state = load_checkpoint(resume, policy, optimizer, scheduler, reference)
+        stream.load_state_dict(state.pop("data"))
+        generator.set_state(state.pop("generator")[env.rank])
+    log = RunLog(out, total_steps, state["step"], env.is_main, cfg.train.progress, cfg.train.log_steps)
+    log.message(f"[grpo] {catalog.describe()}; {len(dataset)} prompts ({dict(dataset.sizes)}); "
+                f"{total_steps} steps of {cfg.train.prompts_per_step} prompts x {G}; {trie.describe()}"
+                + (f"; resumed from {resume}" if resume else "") + ("" if reference is not None else "; beta=0: no reference model"))
+    history, stop, checkpoint, first_step = [], StopRequest(), None, state["step"] + 1
+
+    def save(step: int) -> Path:
+        trainer = {**state, "data": stream.state_dict(), "generator": dist.gather_objects(generator.get_state(), env)}
+        return save_checkpoint(out, step, env, cfg, policy, tokenizer, optimizer, scheduler, trainer,
+                               reference if state["ref_synced"] else None, cfg.train.save_total_limit)
+
+    try:
+        for step in range(state["step"] + 1, total_steps + 1):
+            t0 = time.perf_counter()
+            times = {}
+            # 1. this rank's prompts
+            batch = stream.take(cfg.train.prompts_per_step)[env.rank * per_rank:(env.rank + 1) * per_rank]
+            # 2. rollout
+            chunks = generate(policy, tokenizer, trie, batch, cfg, label_of, generator, env)
+            times["rollout"] = time.perf_counter() - t0
+            # 3. rewards and advantages
+            t = time.perf_counter()
+            reward, reward_metrics = rewards(RewardInputs(
+                completions=[x for ch in chunks for x in ch.rollout.sids],
+                targets=[s.target_sid for s in batch],
+                group_size=G,
+                ranks=torch.cat([ch.rollout.ranks.cpu() for ch in chunks]),
+                histories=[s.history_sids for s in batch],
+            ))
+            advantages, adv_metrics = group_advantages(reward, G, cfg.rl.scale_rewards)
+            times["reward"] = time.perf_counter() - t
+            # 4. reference (and, for several updates per rollout, old-policy) log-probs
+            t = time.perf_counter()
+            ref_logps = logps_of(reference, chunks, cfg, env) if reference is not None else None
+            old_logps = logps_of(policy, chunks, cfg, env) if cfg.rl.num_iterations > 1 else None
+            times["reference"] = time.perf_counter() - t
+            # 5. policy update(s)
+            times["policy"] = times["optimizer"] = 0.0
+            lr = scheduler.get_last_lr()[0]  # the rate this step uses
+            for _ in range(cfg.rl.num_iterations):
+                t = time.perf_counter()
+                loss, loss_metrics, finite = policy_backward(policy, chunks, advantages, ref_logps, old_logps, cfg, env)
+                times["policy"] += time.perf_counter() - t
+                t = time.perf_counter()
+                stepped, grad_norm = guarded_step(policy, optimizer, scheduler, cfg.train.max_grad_norm, finite)
+                times["optimizer"] += time.perf_counter() - t
+            if stepped:
+                state["bad_steps"] = 0
+            else:
+                state["bad_steps"] += 1
+                state["skipped_steps"] += 1
+                log.message(f"[grpo] step {step}: non-finite loss or gradient; optimizer step skipped")
+                if state["bad_steps"] >= cfg.train.max_bad_steps:
+                    raise RuntimeError(
+                        f"{state['bad_steps']} consecutive steps had a non-finite loss or gradient (last: step {step}); "
+                        "stopping. Lower train.lr, check the data and rewards, or raise train.max_bad_steps.")
+            # 6. reference sync
+            if reference is not None and cfg.rl.sync_ref_model and step % cfg.rl.ref_sync_steps == 0:
+                sync_reference(reference, policy, cfg.rl.ref_sync_alpha)
+                state["ref_synced"] = True
+            state["step"] = step
+            elapsed = time.perf_counter() - t0
+            metrics = dist.all_reduce_mean({
+                "loss": loss, "reward": reward.mean().item(), **reward_metrics,
+                **{k: float(v) for k, v in adv_metrics.items()}, **loss_metrics, **rollout_metrics(chunks),
+                **{f"time/{k}": v for k, v in times.items()},
+            }, env)
+            metrics.update(grad_norm=grad_norm, lr=lr, skipped_steps=state["skipped_steps"],
+                           completions_per_s=world * len(batch) * G / elapsed, epoch=stream.epoch)
+            history.append(metrics)
+            log.step(step, metrics)
+            # 7. evaluation
+            if valid is not None and step % cfg.train.eval_steps == 0:
+                eval_metrics, _ = evaluate(policy, tokenizer, trie, valid, cfg.eval.test_beams, cfg.eval.batch_prompts,
+                                           env, catalog, ks=tuple(cfg.eval.ks))
+                log.event(step, eval_metrics)
+            # 8. checkpoint, and stop when asked (a signal, or the session's step budget)
+            stop_now = dist.any_rank(stop.requested, env) or (cfg.train.stop_after > 0 and step - first_step + 1 >= cfg.train.stop_after)
+            if stop_now or step == total_steps or (cfg.train.save_steps > 0 and step % cfg.train.save_steps == 0):
+                checkpoint = save(step)
+                log.message(f"[grpo] checkpoint {checkpoint}")
+            if stop_now:
+                log.message(f"[grpo] stopping at step {step} (checkpoint written); resume with train.resume=auto")
+                break
+    finally:
+        stop.restore()
+        log.close()
+    return {"steps": state["step"], "history": history, "reference_loaded": reference is not None,
+            "checkpoint": checkpoint, "total_steps": total_steps}
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = parse_cli(argv, Config, prog="python -m grporec.loop")
+    env = dist.setup()
+    try:
+        train(cfg, env)
+    finally:
+        dist.teardown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

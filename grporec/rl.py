@@ -1,0 +1,215 @@
+"""The pieces the GRPO loop calls, one per stage, so that `loop.py` reads as the algorithm.
+
+Setup (datasets, models with their pre-flight checks, rewards), rollout of a rank's prompts in
+decode batches, per-token log-probs and the micro-batched loss + backward, the reference
+model's exponential sync, and the rollout diversity metrics.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from grporec import dist
+from grporec.config import Config
+from grporec.data import datasets as D
+from grporec.data.catalog import Catalog
+from grporec.data.load import load_item_features, load_split
+from grporec.decode import Rollout, beam_search, dynamic_sample, left_pad, sample
+from grporec.logprobs import completion_logps
+from grporec.loss import grpo_loss
+from grporec.models.policy import load_policy
+from grporec.models.tokenizer import check_sid_tokenizer
+from grporec.rewards import RewardSet, SidEmbeddings, resolve_rewards
+
+RL_DATASETS = ("sid_history", "title2sid", "title_history")
+
+
+# ------------------------------------------------------------------------------------ setup
+
+
+def build_rl_dataset(cfg: Config, catalog: Catalog) -> D.MixedDataset:
+    """The configured mix: SID history (all train rows), title/description -> SID (all items),
+    title history -> SID (a seeded sample of data.seq_title_samples rows)."""
+    parts = []
+    unknown = [d for d in cfg.rl.datasets if d not in RL_DATASETS]
+    if unknown or not cfg.rl.datasets:
+        raise ValueError(f"rl.datasets: unknown {unknown[0]!r}; choose from {list(RL_DATASETS)}" if unknown else "rl.datasets is empty")
+    rows = load_split(cfg.data, "train", catalog) if {"sid_history", "title_history"} & set(cfg.rl.datasets) else None
+    if "sid_history" in cfg.rl.datasets:
+        parts.append((D.SidDataset(rows, cfg.data.max_history), None))
+    if "title2sid" in cfg.rl.datasets:
+        parts.append((D.Title2SidDataset(catalog, load_item_features(cfg.data), str(cfg.data.item_file)), None))
+    if "title_history" in cfg.rl.datasets:
+        parts.append((D.SeqTitle2SidDataset(rows, cfg.data.seq_title_samples, cfg.seed, cfg.data.max_history), None))
+    return D.MixedDataset(parts, seed=cfg.seed)
+
+
+def load_models(cfg: Config, catalog: Catalog, env: dist.DistEnv):
+    """(policy, reference or None, tokenizer), checked and (under torchrun) sharded.
+
+    Training keeps fp32 master weights; on CUDA the compute is bf16 (FSDP's mixed precision,
+    or autocast in one process). The reference is never loaded when beta = 0.
+    """
+    policy, tokenizer = load_policy(cfg.model.path, "float32", env.device)
+    check_sid_tokenizer(tokenizer, catalog.sids, source=cfg.model.path)
+    policy.config.use_cache = False
+    policy = dist.shard(policy, env, cfg.train.mixed_precision)
+    reference = None
+    if cfg.rl.beta != 0:
+        reference, _ = load_policy(cfg.model.path, "float32", env.device)
+        reference.requires_grad_(False).eval()
+        reference = dist.shard(reference, env, cfg.train.mixed_precision, reshard_after_forward=True)
+    return policy, reference, tokenizer
+
+
+def build_rewards(cfg: Config, catalog: Catalog, device: torch.device) -> RewardSet:
+    named = resolve_rewards(cfg.reward.reward_type, cfg.reward.names, cfg.reward.weights)
+    names = {n for n, _ in named}
+    embeddings = SidEmbeddings.load(cfg.reward.semantic_embeddings, catalog) if "semantic" in names and cfg.reward.semantic_embeddings else None
+    scorer = None
+    if "sasrec" in names and cfg.reward.sasrec_path:
+        from grporec.models.sasrec import SASRec
+        from grporec.rewards.cf import SasrecScorer
+
+        scorer = SasrecScorer(SASRec.load(cfg.reward.sasrec_path, device), catalog)
+    return RewardSet(named, embeddings, scorer)
+
+
+def autocast(env: dist.DistEnv, cfg: Config):
+    """bf16 autocast for one-process CUDA training (FSDP has its own mixed precision)."""
+    if env.device.type == "cuda" and cfg.train.mixed_precision and not env.distributed:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+# ---------------------------------------------------------------------------------- rollout
+
+
+@dataclass
+class Chunk:
+    """One decode batch: its samples and their rollout."""
+
+    samples: list[D.Sample]
+    rollout: Rollout
+
+
+@torch.no_grad()
+def generate(policy, tokenizer, trie, samples: list[D.Sample], cfg: Config, label_of: dict[str, int],
+             generator: torch.Generator, env: dist.DistEnv) -> list[Chunk]:
+    """G completions per prompt, in decode batches of train.rollout_batch_prompts."""
+    policy.eval()
+    G, chunks = cfg.rl.num_generations, []
+    for i in range(0, len(samples), cfg.train.rollout_batch_prompts):
+        part = samples[i:i + cfg.train.rollout_batch_prompts]
+        ids, mask = left_pad([tokenizer.encode(s.prompt, add_special_tokens=False) for s in part], tokenizer.pad_token_id, env.device)
+        with autocast(env, cfg):
+            if cfg.rl.rollout == "beam":
+                r = beam_search(policy, ids, mask, trie, G)
+            elif cfg.rl.rollout == "sample":
+                r = sample(policy, ids, mask, trie, G, cfg.rl.temperature, generator)
+            elif cfg.rl.rollout == "dynamic":
+                targets = torch.tensor([label_of.get(s.target_sid, -1) for s in part], device=env.device)
+                r = dynamic_sample(policy, ids, mask, trie, G, targets, cfg.rl.temperature, generator)
+            else:
+                raise ValueError(f"rl.rollout must be beam, sample or dynamic, got {cfg.rl.rollout!r}")
+        chunks.append(Chunk(part, r))
+    policy.train()
+    return chunks
+
+
+def micro_batches(chunks: list[Chunk], prompts: int):
+    """(chunk index, prompt slice) pieces of at most `prompts` prompts, within decode batches."""
+    for c, chunk in enumerate(chunks):
+        for b0 in range(0, chunk.rollout.num_prompts, prompts):
+            yield c, slice(b0, min(b0 + prompts, chunk.rollout.num_prompts))
+
+
+def piece(r: Rollout, s: slice):
+    """Prompt rows s and their completion rows, with all-padding prompt columns dropped."""
+    G = r.group_size
+    pm = r.prompt_mask[s]
+    first = int((pm.sum(0) > 0).nonzero()[0])  # left padding shared by every row of the piece
+    rows = slice(s.start * G, s.stop * G)
+    return r.prompt_ids[s, first:], pm[:, first:], r.completion_ids[rows], r.completion_mask[rows]
+
+
+def logps_of(model, chunks: list[Chunk], cfg: Config, env: dist.DistEnv, grad: bool = False) -> list[torch.Tensor]:
+    """Per-token log-probs [rows, L] for every micro-batch piece, without grad (reference, old policy)."""
+    temperature = cfg.rl.temperature if cfg.rl.rollout != "beam" else 1.0
+    out = []
+    with torch.set_grad_enabled(grad), autocast(env, cfg):
+        for c, s in micro_batches(chunks, cfg.train.micro_batch_prompts):
+            out.append(completion_logps(model, *piece(chunks[c].rollout, s), temperature=temperature))
+    return out
+
+
+# ------------------------------------------------------------------------------ policy update
+
+
+def policy_backward(policy, chunks: list[Chunk], advantages: torch.Tensor, ref_logps, old_logps, cfg: Config,
+                    env: dist.DistEnv) -> tuple[float, dict[str, float], bool]:
+    """Loss over this rank's rows, accumulated over micro-batches, and its backward.
+
+    Each micro-batch's loss is weighted by its share of the batch, so the summed gradient equals
+    the full-batch gradient (and FSDP's average over ranks gives the global one): the share of
+    sequences for grpo, dr_grpo and sequence; the share of tokens for token. Returns
+    (this rank's loss, metrics, whether every micro-batch loss was finite on every rank).
+    """
+    temperature = cfg.rl.temperature if cfg.rl.rollout != "beam" else 1.0
+    n_rows = sum(ch.rollout.completion_ids.shape[0] for ch in chunks)
+    n_tokens = sum(float(ch.rollout.completion_mask.sum()) for ch in chunks)
+    mean_tokens = dist.all_reduce_sum(n_tokens, env) / env.world_size  # token share is global
+    total, finite, sums = 0.0, True, {"kl": 0.0, "policy_term": 0.0, "clip_low": 0.0, "clip_high": 0.0, "clip_region": 0.0}
+    row0 = 0
+    for k, (c, s) in enumerate(micro_batches(chunks, cfg.train.micro_batch_prompts)):
+        prompt_ids, prompt_mask, comp_ids, comp_mask = piece(chunks[c].rollout, s)
+        rows = slice(row0, row0 + comp_ids.shape[0])
+        row0 += comp_ids.shape[0]
+        with autocast(env, cfg):
+            logps = completion_logps(policy, prompt_ids, prompt_mask, comp_ids, comp_mask, temperature)
+        loss, m = grpo_loss(
+            logps, None if ref_logps is None else ref_logps[k], advantages[rows].to(logps.device), comp_mask, cfg.rl.beta,
+            old_logps=None if old_logps is None else old_logps[k], loss_type=cfg.rl.loss_type,
+            epsilon_low=cfg.rl.epsilon_low, epsilon_high=cfg.rl.epsilon_high, kl_estimator=cfg.rl.kl_estimator,
+        )
+        share = (float(comp_mask.sum()) / mean_tokens) if cfg.rl.loss_type == "token" else comp_ids.shape[0] / n_rows
+        (loss * share).backward()
+        finite &= bool(torch.isfinite(loss))
+        total += loss.item() * share
+        for key in sums:
+            sums[key] += m[key].item() * comp_ids.shape[0] / n_rows
+    return total, sums, not dist.any_rank(not finite, env)
+
+
+@torch.no_grad()
+def sync_reference(reference, policy, alpha: float) -> None:
+    """ref <- alpha * policy + (1 - alpha) * ref, parameter by parameter (shards line up under FSDP)."""
+    for r, p in zip(reference.parameters(), policy.parameters()):
+        r.lerp_(p.to(r.dtype), alpha)
+
+
+# ---------------------------------------------------------------------------------- metrics
+
+
+def rollout_metrics(chunks: list[Chunk]) -> dict[str, float]:
+    """categorical_diversity: distinct completions per group / G; token_diversity: distinct token
+    ids / valid completion tokens; completion_length: valid tokens per completion."""
+    groups, distinct, tokens, lengths = 0, 0.0, [], []
+    for ch in chunks:
+        r = ch.rollout
+        G = r.group_size
+        for b in range(r.num_prompts):
+            names = [x for x in r.sids[b * G:(b + 1) * G] if x is not None]
+            distinct += len(set(names)) / G
+            groups += 1
+        valid = r.completion_mask.bool()
+        tokens.append(r.completion_ids[valid])
+        lengths.append(r.completion_mask.sum(1).float())
+    all_tokens = torch.cat(tokens)
+    return {
+        "categorical_diversity": distinct / max(groups, 1),
+        "token_diversity": all_tokens.unique().numel() / max(all_tokens.numel(), 1),
+        "completion_length": torch.cat(lengths).mean().item(),
+    }

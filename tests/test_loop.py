@@ -1,0 +1,197 @@
+"""The GRPO loop on the tiny CPU configuration (fp32, deterministic)."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from grporec import dist, loop
+from grporec.checkpoint import latest_checkpoint
+from grporec.config import Config, dump_config, load_config
+from grporec.models.policy import PolicyError, load_policy
+from grporec.models.tokenizer import TokenizerError
+
+ROOT = Path(__file__).resolve().parents[1]
+GOLDEN = ROOT / "tests" / "golden" / "tiny_grpo.json"
+ENV = dist.DistEnv(0, 1, 0, torch.device("cpu"))
+
+
+def tiny_loop_cfg(tiny_cfg, model_dir, out, *overrides) -> Config:
+    d = tiny_cfg.data
+    paths = [f"data.{k}={getattr(d, k)}" for k in ("info_file", "train_file", "valid_file", "test_file", "index_file", "item_file")]
+    return load_config(ROOT / "configs" / "tiny.yaml", paths + [f"model.path={model_dir}", f"output_dir={out}", *overrides])
+
+
+def params(model_dir_or_model):
+    m = model_dir_or_model
+    if not isinstance(m, torch.nn.Module):
+        m = AutoModelForCausalLM.from_pretrained(str(m), local_files_only=True)
+    return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+
+def test_end_to_end_writes_metrics_and_a_loadable_checkpoint(tiny_cfg, tiny_model_dir, tmp_path):
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=3", "train.eval_steps=3", "eval.max_rows=8")
+    result = loop.train(cfg, ENV)
+    assert result["steps"] == 3 and result["reference_loaded"]
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [x for x in lines if "loss" in x]
+    assert [x["step"] for x in steps] == [1, 2, 3]
+    for key in ("loss", "reward", "reward_std", "rewards/rule", "rewards/ndcg_rule", "frac_reward_zero_std", "kl",
+                "categorical_diversity", "token_diversity", "completion_length", "grad_norm", "lr", "time/rollout",
+                "time/reward", "time/reference", "time/policy", "time/optimizer", "completions_per_s"):
+        assert key in steps[0], key
+    assert steps[0]["completion_length"] == 5.0  # 3 SID tokens, newline, EOS
+    # lr 1e-3, no warmup, cosine over 3 steps: 0.5 * (1 + cos(pi * s / 3)) for s = 0, 1, 2 -> 1, 0.75, 0.25
+    assert [x["lr"] for x in steps] == pytest.approx([1e-3, 0.75e-3, 0.25e-3])
+    evals = [x for x in lines if "eval/hr@1" in x]
+    assert len(evals) == 1 and evals[0]["eval/invalid_outputs"] == 0 and {"eval/ndcg@5", "eval/hr@3"} <= set(evals[0])
+    ckpt = latest_checkpoint(tmp_path / "run")
+    assert ckpt.name == "step-0000003"
+    assert {"policy", "trainer_state.pt", "config.yaml"} <= {p.name for p in ckpt.iterdir()}
+    assert load_config(ckpt / "config.yaml") == cfg  # the resolved config travels with the checkpoint
+    model, tok = load_policy(ckpt / "policy")  # HF format, with the tokenizer
+    assert len(tok) == model.get_input_embeddings().num_embeddings
+
+
+def test_parameters_change_after_one_step_and_not_with_lr_zero(tiny_cfg, tiny_model_dir, tmp_path):
+    before = params(tiny_model_dir)
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "a", "train.max_steps=1")
+    result = loop.train(cfg, ENV)
+    assert result["history"][0]["frac_reward_zero_std"] < 1.0  # the step had a learning signal
+    after = params(result["checkpoint"] / "policy")
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    cfg0 = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "b", "train.max_steps=2", "train.lr=0.0")
+    after0 = params(loop.train(cfg0, ENV)["checkpoint"] / "policy")
+    assert all(torch.equal(before[k], after0[k]) for k in before)
+
+
+def test_beta_zero_builds_no_reference(tiny_cfg, tiny_model_dir, tmp_path, monkeypatch):
+    import grporec.rl as rl
+
+    calls = []
+    real = rl.load_policy
+    monkeypatch.setattr(rl, "load_policy", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=1", "rl.beta=0.0")
+    result = loop.train(cfg, ENV)
+    assert not result["reference_loaded"] and len(calls) == 1  # only the policy was loaded
+    assert result["history"][0]["kl"] == 0.0
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "token"])
+def test_micro_batches_give_the_same_update(tiny_cfg, tiny_model_dir, tmp_path, loss_type):
+    """Splitting the step's prompts into micro-batches of 1 or 4 gives the same parameters."""
+    out = []
+    for micro in (1, 4):
+        cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / f"m{micro}", "train.max_steps=1",
+                            f"train.micro_batch_prompts={micro}", f"rl.loss_type={loss_type}")
+        r = loop.train(cfg, ENV)
+        out.append((r["history"][0]["loss"], params(r["checkpoint"] / "policy")))
+    assert out[0][0] == pytest.approx(out[1][0], abs=1e-6)
+    for k in out[0][1]:
+        torch.testing.assert_close(out[0][1][k], out[1][1][k], atol=1e-6, rtol=1e-5)
+
+
+def _losses(run_dir):
+    rows = [json.loads(x) for x in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return {x["step"]: (x["loss"], x["reward"], x["kl"]) for x in rows if "loss" in x}
+
+
+def test_resume_reproduces_the_uninterrupted_run(tiny_cfg, tiny_model_dir, tmp_path):
+    full = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "full", "train.max_steps=4")
+    loop.train(full, ENV)
+    part = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "part", "train.max_steps=4", "train.stop_after=2")
+    assert loop.train(part, ENV)["steps"] == 2  # interrupted after step 2, with a checkpoint
+    # a crash in the middle of a later save leaves only a temporary directory behind
+    (tmp_path / "part" / "checkpoints" / ".tmp-step-0000003" / "policy").mkdir(parents=True)
+    assert latest_checkpoint(tmp_path / "part").name == "step-0000002"
+    resumed = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "part", "train.max_steps=4")  # resume=auto
+    assert loop.train(resumed, ENV)["steps"] == 4
+    a, b = _losses(tmp_path / "full"), _losses(tmp_path / "part")
+    assert sorted(b) == [1, 2, 3, 4]
+    for step in (1, 2, 3, 4):  # same prompts, same rollouts, same optimizer state: same numbers
+        assert b[step] == pytest.approx(a[step], abs=1e-7), step
+    pa = params(latest_checkpoint(tmp_path / "full") / "policy")
+    pb = params(latest_checkpoint(tmp_path / "part") / "policy")
+    assert all(torch.equal(pa[k], pb[k]) for k in pa)
+
+
+def test_reference_sync_and_its_checkpoint(tiny_cfg, tiny_model_dir, tmp_path):
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=2", "rl.ref_sync_steps=2")
+    result = loop.train(cfg, ENV)
+    ckpt = result["checkpoint"]
+    assert (ckpt / "reference").is_dir()  # the reference moved away from the initial model
+    init, pol, ref = params(tiny_model_dir), params(ckpt / "policy"), params(ckpt / "reference")
+    for k in init:  # ref = 0.6 * policy + 0.4 * initial (one sync, the reference was initial until then)
+        torch.testing.assert_close(ref[k], 0.6 * pol[k] + 0.4 * init[k], atol=1e-6, rtol=1e-5)
+
+
+def test_non_finite_steps_are_skipped_then_stop(tiny_cfg, tiny_model_dir, tmp_path, monkeypatch):
+    import grporec.rl as rl
+
+    real = rl.grpo_loss
+    bad_steps = {2}
+    calls = {"n": 0}
+
+    def flaky(*a, **k):
+        loss, m = real(*a, **k)
+        calls["n"] += 1
+        step = (calls["n"] - 1) // 2 + 1  # 2 micro-batches per step in the tiny config
+        return (loss * float("nan"), m) if step in bad_steps else (loss, m)
+
+    monkeypatch.setattr(rl, "grpo_loss", flaky)
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=3", "train.save_steps=1",
+                        "train.save_total_limit=5")
+    result = loop.train(cfg, ENV)
+    assert [h["skipped_steps"] for h in result["history"]] == [0, 1, 1]
+    ck = tmp_path / "run" / "checkpoints"
+    p1, p2, p3 = (params(ck / f"step-000000{i}" / "policy") for i in (1, 2, 3))
+    assert all(torch.equal(p1[k], p2[k]) for k in p1)  # the bad step changed nothing
+    assert any(not torch.equal(p2[k], p3[k]) for k in p1)  # training went on
+    assert all(torch.isfinite(v).all() for v in p3.values())
+
+    bad_steps.update({1, 2, 3, 4})
+    calls["n"] = 0
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run2", "train.max_steps=4", "train.max_bad_steps=2")
+    with pytest.raises(RuntimeError, match="2 consecutive steps had a non-finite loss or gradient"):
+        loop.train(cfg, ENV)
+
+
+def test_missing_model_path_says_how_to_make_one(tiny_cfg, tmp_path):
+    cfg = tiny_loop_cfg(tiny_cfg, tmp_path / "no-model", tmp_path / "run")
+    with pytest.raises(PolicyError, match="python -m grporec.sft"):
+        loop.train(cfg, ENV)
+
+
+def test_tokenizer_without_sid_tokens_fails_before_training(tiny_cfg, tmp_path):
+    from tests_support import save_model_without_sid_tokens
+
+    model_dir = save_model_without_sid_tokens(tmp_path / "base")
+    cfg = tiny_loop_cfg(tiny_cfg, model_dir, tmp_path / "run")
+    with pytest.raises(TokenizerError, match="lacks .* SID tokens"):
+        loop.train(cfg, ENV)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_bad_settings_name_the_key(tiny_cfg, tiny_model_dir, tmp_path):
+    with pytest.raises(ValueError, match="rl.num_generations must be at least 2"):
+        loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "r", "rl.num_generations=1"), ENV)
+    with pytest.raises(ValueError, match="rl.datasets: unknown 'movies'"):
+        loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "r", "rl.datasets=[movies]"), ENV)
+
+
+def test_golden_first_steps(tiny_cfg, tiny_model_dir, tmp_path):
+    """Loss, reward and KL of the tiny config's first 4 steps. Regenerate only on purpose:
+    GRPOREC_REGEN_GOLDEN=1 python -m pytest tests/test_loop.py -k golden"""
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run")
+    got = [{k: h[k] for k in ("loss", "reward", "kl")} for h in loop.train(cfg, ENV)["history"]]
+    if os.environ.get("GRPOREC_REGEN_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(json.dumps(got, indent=2) + "\n")
+    want = json.loads(GOLDEN.read_text())
+    assert len(got) == len(want) == 4
+    assert any(w["kl"] > 0 for w in want) and any(w["loss"] != 0 for w in want)  # the golden steps are informative
+    for g, w in zip(got, want):
+        for k in w:  # fp32 on CPU: allow for BLAS differences between machines, nothing more
+            assert g[k] == pytest.approx(w[k], rel=1e-4, abs=1e-8), (k, g, w)
