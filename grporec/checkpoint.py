@@ -70,6 +70,25 @@ def save_hf(model: torch.nn.Module, tokenizer, out: Path, env: DistEnv) -> None:
             tokenizer.save_pretrained(str(out))
 
 
+def save_model_atomically(model: torch.nn.Module, tokenizer, out: str | Path, env: DistEnv) -> Path:
+    """Save in HF format to `out` via a temporary directory and a rename; all ranks call this."""
+    out = Path(out)
+    tmp = out.parent / f".tmp-{out.name}"
+    if env.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.parent.mkdir(parents=True, exist_ok=True)
+    barrier(env)
+    save_hf(model, tokenizer, tmp, env)
+    if env.is_main:
+        old = out.parent / f".old-{out.name}"
+        if out.exists():
+            os.replace(out, old)  # keep the previous model until the new one is in place
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    barrier(env)
+    return out
+
+
 def save_checkpoint(
     output_dir: str | Path,
     step: int,

@@ -144,9 +144,29 @@ class EvalConfig:
     """Evaluation by constrained beam search over the whole catalog."""
 
     test_beams: int = 20  # beams during training; `python -m grporec.evaluate --beams` for the final run
+    # "eval": MiniOneRec's evaluation prompt (the published numbers' wording); "sft": the SFT next-item
+    # prompt. A model trained from scratch knows only the wordings it was trained on (see README).
+    prompt_style: Literal["eval", "sft"] = "eval"
     max_rows: int = -1  # evaluate on the first N rows only (-1: all)
     batch_prompts: int = 8
     ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])
+
+
+def _sft_train_defaults() -> TrainConfig:
+    return TrainConfig(lr=3e-4, warmup_ratio=0.03, max_grad_norm=1.0, prompts_per_step=64, micro_batch_prompts=16,
+                       epochs=10, eval_steps=200, log_steps=50)
+
+
+@dataclass
+class SftConfig:
+    """Supervised warm start: next SID, title <-> SID and title history -> SID, prompt tokens masked."""
+
+    init: str = "tiny"  # "tiny": the from-scratch model (model.tiny); else a local HF base model directory
+    datasets: list[str] = field(default_factory=lambda: ["sid_history", "title2sid", "sid2title", "title_history"])
+    max_prompt_tokens: int = 1024  # longer prompts keep their last tokens (the end holds the question)
+    patience: int = 3  # evaluations without a lower valid loss before stopping (0: never stop early)
+    valid_max_rows: int = 2000  # valid rows for the valid loss (-1: all)
+    train: TrainConfig = field(default_factory=_sft_train_defaults)  # prompts_per_step = samples per step
 
 
 @dataclass
@@ -160,6 +180,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     sasrec: SasrecConfig = field(default_factory=SasrecConfig)
+    sft: SftConfig = field(default_factory=SftConfig)
     seed: int = 42
     output_dir: str = "runs/default"
 

@@ -1,20 +1,33 @@
 """The embedded default: `python -m grporec.demo [--config configs/demo.yaml] [key=value ...]`.
 
-On a fresh machine with no files and no network it generates the synthetic dataset named by
-`data.synthetic_preset` (if its files are absent) and builds the tiny from-scratch model and
-tokenizer (if `model.path` holds none), then prints what it wrote and where.
+On a fresh machine with no files and no network: generate the synthetic dataset (if absent),
+build the tiny model and run the SFT warm start (if `<output_dir>/sft/best` is absent), evaluate
+it, run GRPO from it, evaluate again, train SASRec on the same data as the classical baseline,
+and print a before/after table and where everything was written. Finished stages are reused
+when the command is run again.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 import sys
+import time
 from pathlib import Path
 
+import torch
+
+from grporec import dist
+from grporec.checkpoint import latest_checkpoint
 from grporec.config import Config, dump_config, parse_cli
-from grporec.data import datasets as D
 from grporec.data import synth
-from grporec.data.load import load_data_catalog, load_item_features, load_split
-from grporec.models.policy import build_tiny_policy, save_policy
-from grporec.models.tokenizer import check_sid_tokenizer
+from grporec.data.load import load_data_catalog, load_split
+from grporec.decode import build_catalog_trie
+from grporec.evaluate import eval_samples, evaluate, format_metrics, write_outputs
+from grporec.loop import train as grpo_train
+from grporec.models.policy import load_policy
+from grporec.models.sasrec import SASRec
+from grporec.sasrec import evaluate_sasrec, train_sasrec
+from grporec.sft import train_sft
 
 DEFAULT_CONFIG = "configs/demo.yaml"
 
@@ -28,50 +41,111 @@ def ensure_synthetic_data(cfg: Config) -> None:
         raise SystemExit(f"data.synthetic_preset: unknown preset {d.synthetic_preset!r}; choose from {sorted(synth.PRESETS)}")
     root = d.synthetic_root or str(Path(d.info_file).parent.parent)
     paths = synth.write(synth.PRESETS[d.synthetic_preset], d.synthetic_seed, root)
-    print(f"[data] generated synthetic '{d.synthetic_preset}' dataset (seed {d.synthetic_seed}) in {root}")
     if Path(d.info_file) != paths.info:
-        print(f"[data] warning: data.info_file is {d.info_file} but the preset wrote {paths.info}")
+        raise SystemExit(f"data.info_file is {d.info_file} but the '{d.synthetic_preset}' preset writes {paths.info}")
+    print(f"[data] generated the synthetic '{d.synthetic_preset}' dataset (seed {d.synthetic_seed}) in {root}")
 
 
-def tokenizer_corpus(cfg: Config) -> list[str]:
-    """Every prompt and completion text the tiny model will see, to learn BPE merges from."""
+def evaluate_model(cfg: Config, model_dir: Path, out: Path, env) -> dict:
+    """Test-split metrics of an HF model directory, written to `out`."""
     catalog = load_data_catalog(cfg.data)
-    rows = load_split(cfg.data, "train", catalog)
-    parts = [D.SftSidDataset(rows), D.SftTitle2SidDataset(catalog), D.SftSid2TitleDataset(catalog),
-             D.SftTitleHistoryDataset(rows), D.SidDataset(rows), D.EvalSidDataset(rows),
-             D.SeqTitle2SidDataset(rows, n=0)]
-    if cfg.data.item_file is not None:
-        parts.append(D.Title2SidDataset(catalog, load_item_features(cfg.data), cfg.data.item_file))
-    return [s.prompt + s.completion for ds in parts for s in ds]
+    samples = eval_samples(cfg, load_split(cfg.data, "test", catalog), cfg.eval.max_rows)
+    model, tokenizer = load_policy(model_dir, "float32", env.device)
+    trie = build_catalog_trie(tokenizer, catalog.sids, env.device)
+    metrics, preds = evaluate(model, tokenizer, trie, samples, cfg.eval.test_beams, cfg.eval.batch_prompts, env, catalog,
+                              ks=tuple(cfg.eval.ks))
+    out.mkdir(parents=True, exist_ok=True)
+    write_outputs(out, metrics, preds, samples, {"model": str(model_dir), "split": "test", "beams": cfg.eval.test_beams,
+                                                  "prompt_style": cfg.eval.prompt_style})
+    return metrics
 
 
-def ensure_tiny_model(cfg: Config, out: str | Path) -> Path:
-    """Build and save the tiny model and tokenizer at `out` unless a model is already there."""
-    out = Path(out)
-    if (out / "config.json").is_file():
-        return out
-    catalog = load_data_catalog(cfg.data)
-    model, tokenizer = build_tiny_policy(tokenizer_corpus(cfg), catalog.sid_tokens, cfg.model.tiny, seed=cfg.seed)
-    check_sid_tokenizer(tokenizer, catalog.sids, source="tiny tokenizer")
-    save_policy(model, tokenizer, out)
-    n = sum(p.numel() for p in model.parameters())
-    print(f"[model] built tiny Qwen2 model ({n / 1e6:.2f}M parameters, vocabulary {len(tokenizer)}) in {out}")
-    return out
+def run_demo(cfg: Config) -> dict:
+    env = dist.DistEnv(0, 1, 0, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
+    root = Path(cfg.output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(dump_config(cfg))
+    timings, t_all = {}, time.perf_counter()
 
-
-def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" not in argv:
-        argv = ["--config", DEFAULT_CONFIG] + argv
-    cfg = parse_cli(argv, Config, prog="python -m grporec.demo")
-    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(cfg.output_dir) / "config.yaml").write_text(dump_config(cfg))
+    t = time.perf_counter()
     ensure_synthetic_data(cfg)
     catalog = load_data_catalog(cfg.data)
     print(f"[data] {catalog.describe()}")
-    ensure_tiny_model(cfg, cfg.model.path)
-    print(f"[done] data: {Path(cfg.data.info_file).parent.parent}  model: {cfg.model.path}  run: {cfg.output_dir}")
+    timings["data"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    sft_dir = root / "sft"
+    if not (sft_dir / "best" / "config.json").is_file():
+        print(f"[sft] supervised warm start of the {'tiny from-scratch' if cfg.sft.init == 'tiny' else cfg.sft.init} model -> {sft_dir}")
+        train_sft(dataclasses.replace(cfg, output_dir=str(sft_dir)), env)
+    else:
+        print(f"[sft] reusing {sft_dir / 'best'}")
+    timings["sft"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    sft_metrics = evaluate_model(cfg, sft_dir / "best", root / "eval-sft", env)
+    print(f"[eval] SFT   {format_metrics(sft_metrics)}")
+    timings["eval_sft"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    grpo_dir = root / "grpo"
+    grpo_cfg = dataclasses.replace(cfg, output_dir=str(grpo_dir), model=dataclasses.replace(cfg.model, path=str(sft_dir / "best")))
+    done = latest_checkpoint(grpo_dir)
+    if done is None or not done.name.endswith(f"{cfg.train.max_steps:07d}"):
+        print(f"[grpo] {cfg.train.prompts_per_step} prompts x {cfg.rl.num_generations} {cfg.rl.rollout} completions "
+              f"per step from the SFT model -> {grpo_dir}")
+        grpo_train(grpo_cfg, env)
+    else:
+        print(f"[grpo] reusing {done}")
+    grpo_policy = latest_checkpoint(grpo_dir) / "policy"
+    timings["grpo"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    grpo_metrics = evaluate_model(cfg, grpo_policy, root / "eval-grpo", env)
+    print(f"[eval] GRPO  {format_metrics(grpo_metrics)}")
+    timings["eval_grpo"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    sasrec_dir = Path(cfg.sasrec.path or root / "sasrec")
+    if not (sasrec_dir / "sasrec.json").is_file():
+        model, _ = train_sasrec(cfg.sasrec, catalog, load_split(cfg.data, "train", catalog),
+                                load_split(cfg.data, "valid", catalog), seed=cfg.seed, device=str(env.device), progress=False)
+        model.save(sasrec_dir)
+    sasrec_metrics = evaluate_sasrec(SASRec.load(sasrec_dir, env.device), catalog, load_split(cfg.data, "test", catalog),
+                                     ks=tuple(cfg.eval.ks))
+    timings["sasrec"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_all
+
+    results = {"SASRec": sasrec_metrics, "SFT": sft_metrics, "GRPO": grpo_metrics, "seconds": timings,
+               "prompt_style": cfg.eval.prompt_style, "beams": cfg.eval.test_beams}
+    (root / "demo_results.json").write_text(json.dumps(results, indent=2))
+    print(results_table(results, cfg.eval.ks))
+    print(f"\nWritten under {root}/: data {Path(cfg.data.info_file).parent.parent}, SFT model {sft_dir / 'best'}, "
+          f"GRPO checkpoints {grpo_dir / 'checkpoints'}, metrics {grpo_dir / 'metrics.jsonl'}, evaluations "
+          f"{root / 'eval-sft'} and {root / 'eval-grpo'}, SASRec {sasrec_dir}, summary {root / 'demo_results.json'}")
+    return results
+
+
+def results_table(results: dict, ks) -> str:
+    cols = [f"{m}@{k}" for m in ("hr", "ndcg") for k in ks]
+    lines = [f"\nTest split, {results['beams']}-beam constrained decoding ({results['prompt_style']} prompt); "
+             f"SASRec ranks all SIDs", "| model | " + " | ".join(c.upper() for c in cols) + " |",
+             "|---|" + "---:|" * len(cols)]
+    for name in ("SASRec", "SFT", "GRPO"):
+        lines.append(f"| {name} | " + " | ".join(f"{results[name][c]:.4f}" for c in cols) + " |")
+    d = results["GRPO"]["ndcg@10"] - results["SFT"]["ndcg@10"] if "ndcg@10" in results["GRPO"] else float("nan")
+    lines.append(f"\nGRPO - SFT, NDCG@10: {d:+.4f}    stage seconds: "
+                 + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--config" not in argv:
+        argv = ["--config", DEFAULT_CONFIG] + argv
+    run_demo(parse_cli(argv, Config, prog="python -m grporec.demo"))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -49,6 +49,19 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
+def run_main(job, argv, prog: str) -> int:
+    """Entry point of a training command: parse `--config FILE [a.b=value ...]`, set up, run, tear down."""
+    from grporec.config import Config, parse_cli
+
+    cfg = parse_cli(argv, Config, prog=prog)
+    env = setup()
+    try:
+        job(cfg, env)
+    finally:
+        teardown()
+    return 0
+
+
 def shard(model: torch.nn.Module, env: DistEnv, mixed_precision: bool, reshard_after_forward: bool = True) -> torch.nn.Module:
     """Wrap with FSDP2 when distributed: each decoder layer, then the root.
 

@@ -3,7 +3,7 @@
     python -m grporec.evaluate --config FILE --model DIR --split test --beams 50
     torchrun --nproc_per_node=N -m grporec.evaluate ...   (rows sharded, metrics combined)
 
-Each row's prompt is `EvalSidDataset`'s; the model's `beams` best catalog completions are its
+Each row's prompt is `EvalSidDataset`'s (or the SFT wording with eval.prompt_style=sft); the model's `beams` best catalog completions are its
 ranked predictions. HR@K and NDCG@K (K in 1, 3, 5, 10, 20, 50, at most the beam count) use the
 rank of the first exact SID match, NDCG = 1/log2(rank + 2), averaged over all rows. Writes
 `metrics.json` and `predictions.json` (one record per row with `input`, `output` and `predict`,
@@ -23,7 +23,7 @@ from tqdm import tqdm
 
 from grporec import dist
 from grporec.config import Config, load_config
-from grporec.data.datasets import EvalSidDataset, Sample
+from grporec.data.datasets import EvalSidDataset, Sample, SftSidDataset
 from grporec.data.load import load_data_catalog, load_split
 from grporec.decode import beam_search, build_catalog_trie, left_pad
 from grporec.metrics import first_hit_rank, ranking_metrics
@@ -37,6 +37,13 @@ def prompt_input(prompt: str) -> str:
     start = prompt.find(_INPUT_START)
     end = prompt.rfind(_INPUT_END)
     return prompt[start + len(_INPUT_START):end] if start >= 0 and end > start else prompt
+
+
+def eval_samples(cfg: Config, rows, max_rows: int = -1) -> list[Sample]:
+    """Evaluation prompts for rows, in the configured wording (`eval.prompt_style`)."""
+    cls = EvalSidDataset if cfg.eval.prompt_style == "eval" else SftSidDataset
+    samples = cls(rows, cfg.data.max_history).samples
+    return samples[:max_rows] if max_rows and max_rows > 0 else samples
 
 
 @torch.no_grad()
@@ -105,9 +112,7 @@ def main(argv: list[str] | None = None) -> None:
         from grporec.models.tokenizer import check_sid_tokenizer
 
         catalog = load_data_catalog(cfg.data)
-        samples = EvalSidDataset(load_split(cfg.data, args.split, catalog), cfg.data.max_history).samples
-        if args.max_rows:
-            samples = samples[: args.max_rows]
+        samples = eval_samples(cfg, load_split(cfg.data, args.split, catalog), args.max_rows or -1)
         model, tokenizer = load_policy(args.model, cfg.model.dtype, env.device)
         check_sid_tokenizer(tokenizer, catalog.sids, source=args.model)
         trie = build_catalog_trie(tokenizer, catalog.sids, env.device)
@@ -119,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         if env.is_main:
             out = Path(args.out or Path(cfg.output_dir) / f"eval-{args.split}")
             out.mkdir(parents=True, exist_ok=True)
-            write_outputs(out, metrics, preds, samples, {"model": args.model, "split": args.split, "beams": args.beams})
+            write_outputs(out, metrics, preds, samples, {"model": args.model, "split": args.split, "beams": args.beams,
+                                                         "prompt_style": cfg.eval.prompt_style})
             print(format_metrics(metrics))
             print(f"[evaluate] wrote {out / 'metrics.json'} and {out / 'predictions.json'}")
     finally:

@@ -26,12 +26,11 @@ import torch
 
 from grporec import dist
 from grporec.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from grporec.config import Config, dump_config, parse_cli
-from grporec.data.datasets import EvalSidDataset
+from grporec.config import Config, dump_config
 from grporec.data.load import load_data_catalog, load_split
 from grporec.data.stream import SampleStream
 from grporec.decode import build_catalog_trie
-from grporec.evaluate import evaluate
+from grporec.evaluate import eval_samples, evaluate
 from grporec.loss import group_advantages
 from grporec.optim import build_optimizer, guarded_step
 from grporec.rewards import RewardInputs
@@ -91,8 +90,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     dataset = build_rl_dataset(cfg, catalog)
     valid = None
     if cfg.train.eval_steps > 0:
-        valid = EvalSidDataset(load_split(cfg.data, "valid", catalog), cfg.data.max_history).samples
-        valid = valid[: cfg.eval.max_rows] if cfg.eval.max_rows > 0 else valid
+        valid = eval_samples(cfg, load_split(cfg.data, "valid", catalog), cfg.eval.max_rows)
     policy, reference, tokenizer = load_models(cfg, catalog, env)
     trie = build_catalog_trie(tokenizer, catalog.sids, env.device)
     label_of = {sid: i for i, sid in enumerate(catalog.sids)}
@@ -200,13 +198,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    cfg = parse_cli(argv, Config, prog="python -m grporec.loop")
-    env = dist.setup()
-    try:
-        train(cfg, env)
-    finally:
-        dist.teardown()
-    return 0
+    return dist.run_main(train, argv, prog="python -m grporec.loop")
 
 
 if __name__ == "__main__":

@@ -52,6 +52,6 @@ def tiny_catalog(tiny_cfg):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tiny_cfg) -> Path:
-    from grporec.demo import ensure_tiny_model
+    from grporec.models.tiny import ensure_tiny_model
 
     return ensure_tiny_model(tiny_cfg, tiny_cfg.model.path)

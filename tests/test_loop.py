@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 
 from grporec import dist, loop
 from grporec.checkpoint import latest_checkpoint
-from grporec.config import Config, dump_config, load_config
+from grporec.config import Config, load_config
 from grporec.models.policy import PolicyError, load_policy
 from grporec.models.tokenizer import TokenizerError
 

@@ -57,23 +57,22 @@ def _last(history: tuple[str, ...], max_history: int) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------------------- RL
 
 
+def _history_samples(rows: list[Interaction], max_history: int, prompt_of, task: str) -> list[Sample]:
+    """One sample per row: the prompt built from its (truncated) SID history, the next SID as target."""
+    out = []
+    for r in rows:
+        h = _last(r.history_sids, max_history)
+        out.append(Sample(prompt=prompt_of(h), completion=r.item_sid + "\n", target_sid=r.item_sid, history_sids=h, task=task))
+    return out
+
+
 class SidDataset(PromptDataset):
     """RL: SID history -> next SID (one sample per CSV row)."""
 
     task = "sid_history"
 
     def __init__(self, rows: list[Interaction], max_history: int = 10):
-        super().__init__([
-            Sample(
-                prompt=P.rl_prompt(P.sid_history_input(h)),
-                completion=r.item_sid + "\n",
-                target_sid=r.item_sid,
-                history_sids=h,
-                task=self.task,
-            )
-            for r in rows
-            for h in [_last(r.history_sids, max_history)]
-        ])
+        super().__init__(_history_samples(rows, max_history, lambda h: P.rl_prompt(P.sid_history_input(h)), self.task))
 
 
 def _item_questions(catalog: Catalog, item_feats: dict[str, dict], source: str) -> list[tuple[str, str, str]]:
@@ -138,17 +137,8 @@ class EvalSidDataset(PromptDataset):
     task = "eval_sid_history"
 
     def __init__(self, rows: list[Interaction], max_history: int = 10):
-        super().__init__([
-            Sample(
-                prompt=P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.eval_sid_history_input(h)),
-                completion=r.item_sid + "\n",
-                target_sid=r.item_sid,
-                history_sids=h,
-                task=self.task,
-            )
-            for r in rows
-            for h in [_last(r.history_sids, max_history)]
-        ])
+        super().__init__(_history_samples(
+            rows, max_history, lambda h: P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.eval_sid_history_input(h)), self.task))
 
 
 # ---------------------------------------------------------------------------------------- SFT
@@ -160,17 +150,8 @@ class SftSidDataset(PromptDataset):
     task = "sft_sid_history"
 
     def __init__(self, rows: list[Interaction], max_history: int = 10):
-        super().__init__([
-            Sample(
-                prompt=P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.sid_history_input(h)),
-                completion=r.item_sid + "\n",
-                target_sid=r.item_sid,
-                history_sids=h,
-                task=self.task,
-            )
-            for r in rows
-            for h in [_last(r.history_sids, max_history)]
-        ])
+        super().__init__(_history_samples(
+            rows, max_history, lambda h: P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.sid_history_input(h)), self.task))
 
 
 class SftTitle2SidDataset(PromptDataset):

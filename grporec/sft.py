@@ -1,0 +1,202 @@
+"""SFT warm start: `python -m grporec.sft --config FILE` (also under torchrun).
+
+The explicit loop mirrors the GRPO loop and shares its config, distributed, logging, optimizer
+and checkpoint code. Each step: take this rank's slice of `sft.train.prompts_per_step` samples
+from the mix of `sft.datasets` (next SID, title -> SID, SID -> title, title history -> SID);
+cross-entropy on completion tokens only (prompt tokens carry no loss), accumulated over
+micro-batches weighted by their share of the batch's completion tokens; clip; AdamW; warmup +
+cosine. Every `sft.train.eval_steps` the valid loss (next-SID prompts of the valid split) is
+measured; a lower one saves `<output_dir>/best` (HF format, what the GRPO loop and the evaluator
+load); `sft.patience` evaluations without improvement stop the run early.
+"""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from grporec import dist
+from grporec.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_model_atomically
+from grporec.config import Config, dump_config
+from grporec.data import datasets as D
+from grporec.data.catalog import Catalog
+from grporec.data.load import load_data_catalog, load_split
+from grporec.data.stream import SampleStream
+from grporec.decode.rollout import left_pad, positions
+from grporec.models.policy import extend_policy, load_policy
+from grporec.models.tiny import build_tiny_for_data
+from grporec.models.tokenizer import check_sid_tokenizer, completion_ids
+from grporec.optim import build_optimizer, guarded_step
+from grporec.runlog import RunLog
+
+SFT_DATASETS = ("sid_history", "title2sid", "sid2title", "title_history")
+IGNORE = -100  # label of tokens that carry no loss (prompt and padding)
+
+
+def build_sft_dataset(cfg: Config, catalog: Catalog) -> D.MixedDataset:
+    unknown = [d for d in cfg.sft.datasets if d not in SFT_DATASETS]
+    if unknown or not cfg.sft.datasets:
+        raise ValueError(f"sft.datasets: unknown {unknown[0]!r}; choose from {list(SFT_DATASETS)}" if unknown else "sft.datasets is empty")
+    rows = load_split(cfg.data, "train", catalog)
+    make = {
+        "sid_history": lambda: D.SftSidDataset(rows, cfg.data.max_history),
+        "title2sid": lambda: D.SftTitle2SidDataset(catalog),
+        "sid2title": lambda: D.SftSid2TitleDataset(catalog),
+        "title_history": lambda: D.SftTitleHistoryDataset(rows, cfg.data.max_history),
+    }
+    return D.MixedDataset([(make[name](), None) for name in cfg.sft.datasets], seed=cfg.seed)
+
+
+def init_model(cfg: Config, catalog: Catalog, env: dist.DistEnv):
+    """The model SFT starts from: the tiny from-scratch one, or an HF base model extended with SID tokens."""
+    if cfg.sft.init == "tiny":
+        model, tokenizer = build_tiny_for_data(cfg)
+    else:
+        model, tokenizer = load_policy(cfg.sft.init, "float32")
+        extend_policy(model, tokenizer, catalog.sid_tokens)
+        check_sid_tokenizer(tokenizer, catalog.sids, source=cfg.sft.init)
+    model.config.use_cache = False
+    return dist.shard(model.to(env.device), env, cfg.sft.train.mixed_precision), tokenizer
+
+
+def encode(tokenizer, samples: list[D.Sample], max_prompt_tokens: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, mask, labels) [n, T], left-padded: labels are the completion's ids, IGNORE elsewhere.
+
+    Completions (then EOS) end every row, so the last positions hold all of them.
+    """
+    seqs, labels = [], []
+    for s in samples:
+        p = tokenizer.encode(s.prompt, add_special_tokens=False)[-max_prompt_tokens:]
+        c = completion_ids(tokenizer, s.completion)
+        seqs.append(p + c)
+        labels.append([IGNORE] * len(p) + c)
+    ids, mask = left_pad(seqs, tokenizer.pad_token_id, device)
+    lab = torch.full_like(ids, IGNORE)
+    for i, row in enumerate(labels):
+        lab[i, ids.shape[1] - len(row):] = torch.tensor(row, device=device)
+    return ids, mask, lab
+
+
+def completion_loss_sum(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """(sum of token cross-entropies over labelled positions, their count); logits only where needed."""
+    has_label = (labels != IGNORE).any(0).nonzero()
+    keep = ids.shape[1] - int(has_label[0]) + 1  # from the position before the first label to the end
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=False,
+                   logits_to_keep=keep).logits[:, -keep:-1].float()  # position t predicts token t+1
+    target = labels[:, -(keep - 1):]
+    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                             ignore_index=IGNORE, reduction="sum")
+    return loss, int((target != IGNORE).sum())
+
+
+@torch.no_grad()
+def valid_loss(model, tokenizer, samples, cfg: Config, env: dist.DistEnv) -> float:
+    """Mean completion-token cross-entropy over the valid samples, over all ranks."""
+    model.eval()
+    per_rank = math.ceil(len(samples) / env.world_size)
+    mine = samples[env.rank * per_rank:(env.rank + 1) * per_rank]
+    total, count = 0.0, 0
+    step = cfg.sft.train.micro_batch_prompts
+    for i in range(0, per_rank, step):  # the same number of forwards on every rank (FSDP)
+        part = mine[i:i + step] or samples[:1]
+        loss, n = completion_loss_sum(model, *encode(tokenizer, part, cfg.sft.max_prompt_tokens, env.device))
+        if mine[i:i + step]:
+            total, count = total + loss.item(), count + n
+    model.train()
+    return dist.all_reduce_sum(total, env) / max(dist.all_reduce_sum(count, env), 1)
+
+
+def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
+    tc = cfg.sft.train
+    torch.manual_seed(cfg.seed)
+    out = Path(cfg.output_dir)
+    if env.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(dump_config(cfg))
+    if tc.prompts_per_step % env.world_size:
+        raise ValueError(f"sft.train.prompts_per_step={tc.prompts_per_step} must be divisible by the {env.world_size} ranks")
+    per_rank = tc.prompts_per_step // env.world_size
+    catalog = load_data_catalog(cfg.data)
+    dataset = build_sft_dataset(cfg, catalog)
+    valid = D.SftSidDataset(load_split(cfg.data, "valid", catalog), cfg.data.max_history).samples
+    valid = valid[: cfg.sft.valid_max_rows] if cfg.sft.valid_max_rows > 0 else valid
+    model, tokenizer = init_model(cfg, catalog, env)
+    total_steps = tc.max_steps if tc.max_steps > 0 else tc.epochs * math.ceil(len(dataset) / tc.prompts_per_step)
+    optimizer, scheduler = build_optimizer(model, tc, total_steps)
+    stream = SampleStream(dataset, cfg.seed)
+    state = {"step": 0, "best_valid": float("inf"), "evals_since_best": 0, "bad_steps": 0, "skipped_steps": 0}
+    resume = latest_checkpoint(out) if tc.resume == "auto" else (None if tc.resume == "none" else Path(tc.resume))
+    if resume is not None:
+        state = load_checkpoint(resume, model, optimizer, scheduler)
+        stream.load_state_dict(state.pop("data"))
+    log = RunLog(out, total_steps, state["step"], env.is_main, tc.progress, tc.log_steps, desc="sft")
+    log.message(f"[sft] {len(dataset)} samples ({dict(dataset.sizes)}), {len(valid)} valid; {total_steps} steps of "
+                f"{tc.prompts_per_step}" + (f"; resumed from {resume}" if resume else ""))
+    history, evals, first_step = [], [], state["step"] + 1
+    eval_every = tc.eval_steps if tc.eval_steps > 0 else total_steps
+
+    def save(step):
+        return save_checkpoint(out, step, env, cfg, model, tokenizer, optimizer, scheduler,
+                               {**state, "data": stream.state_dict()}, keep=tc.save_total_limit)
+
+    try:
+        for step in range(state["step"] + 1, total_steps + 1):
+            t0 = time.perf_counter()
+            batch = stream.take(tc.prompts_per_step)[env.rank * per_rank:(env.rank + 1) * per_rank]
+            encoded = [encode(tokenizer, batch[i:i + tc.micro_batch_prompts], cfg.sft.max_prompt_tokens, env.device)
+                       for i in range(0, len(batch), tc.micro_batch_prompts)]
+            mean_tokens = dist.all_reduce_sum(sum(int((lab != IGNORE).sum()) for _, _, lab in encoded), env) / env.world_size
+            loss_sum, finite = 0.0, True
+            for ids, mask, labels in encoded:
+                loss, _ = completion_loss_sum(model, ids, mask, labels)
+                (loss / mean_tokens).backward()  # token-weighted: the sum equals the batch mean's gradient
+                loss_sum += loss.item()
+                finite &= math.isfinite(loss.item())
+            lr = scheduler.get_last_lr()[0]
+            stepped, grad_norm = guarded_step(model, optimizer, scheduler, tc.max_grad_norm, not dist.any_rank(not finite, env))
+            state["bad_steps"] = 0 if stepped else state["bad_steps"] + 1
+            state["skipped_steps"] += 0 if stepped else 1
+            if state["bad_steps"] >= tc.max_bad_steps:
+                raise RuntimeError(f"{state['bad_steps']} consecutive SFT steps had a non-finite loss or gradient "
+                                   f"(last: step {step}); lower sft.train.lr or check the data")
+            state["step"] = step
+            metrics = dist.all_reduce_mean({"loss": loss_sum / mean_tokens}, env)
+            metrics.update(grad_norm=grad_norm, lr=lr, epoch=stream.epoch, skipped_steps=state["skipped_steps"],
+                           samples_per_s=tc.prompts_per_step / (time.perf_counter() - t0))
+            history.append(metrics)
+            log.step(step, metrics, keys=("loss",))
+            stop = False
+            if step % eval_every == 0 or step == total_steps:
+                v = valid_loss(model, tokenizer, valid, cfg, env)
+                improved = v < state["best_valid"]
+                if improved:
+                    state["best_valid"], state["evals_since_best"] = v, 0
+                    save_model_atomically(model, tokenizer, out / "best", env)
+                else:
+                    state["evals_since_best"] += 1
+                evals.append({"step": step, "valid_loss": v, "best": improved})
+                log.event(step, {"valid_loss": v, "best_valid_loss": state["best_valid"]})
+                stop = cfg.sft.patience > 0 and state["evals_since_best"] >= cfg.sft.patience
+                if stop:
+                    log.message(f"[sft] early stop at step {step}: no better valid loss in {cfg.sft.patience} evaluations")
+            session_done = tc.stop_after > 0 and step - first_step + 1 >= tc.stop_after
+            if stop or session_done or step == total_steps or (tc.save_steps > 0 and step % tc.save_steps == 0):
+                save(step)
+            if stop or session_done:
+                break
+    finally:
+        log.close()
+    log.message(f"[sft] best valid loss {state['best_valid']:.4f}; model in {out / 'best'}")
+    return {"steps": state["step"], "history": history, "evals": evals, "best": out / "best",
+            "best_valid_loss": state["best_valid"]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return dist.run_main(train_sft, argv, prog="python -m grporec.sft")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,71 @@
+"""Evaluation metrics on hand-built predictions, and the evaluate command on the tiny model."""
+import json
+import math
+
+import pytest
+
+from grporec.data.catalog import Catalog
+from grporec.data.datasets import Sample
+from grporec.data.formats import ItemInfo
+from grporec.evaluate import main as evaluate_main
+from grporec.evaluate import prompt_input, score, write_outputs
+
+
+def s(target):
+    return Sample(prompt="### User Input: \nwhat next?\n\n### Response:\n", completion=target + "\n",
+                  target_sid=target, history_sids=(), task="t")
+
+
+CAT = Catalog.from_items([ItemInfo("<a_1>", "x", "0"), ItemInfo("<a_2>", "y", "1"), ItemInfo("<a_2>", "y2", "2"),
+                          ItemInfo("<a_3>", "z", "3")])
+
+
+def test_known_ranks_give_known_metrics():
+    preds = [
+        ["<a_1>", "<a_2>", "<a_3>"],  # target <a_1> at rank 0
+        ["<a_3>", "<a_1>", "<a_2>"],  # target <a_2> at rank 2
+        ["<a_3>", "<a_1>", None],  # target <a_2> missed; one invalid beam (catalog smaller than the beams)
+        ["<a_1>", "<a_3>", "<a_1>"],  # target <a_3> at rank 1
+    ]
+    m = score(preds, [s("<a_1>"), s("<a_2>"), s("<a_2>"), s("<a_3>")], beams=3, catalog=CAT, ks=(1, 3, 5, 10, 20, 50))
+    # HR@1 = 1/4; HR@3 = 3/4; NDCG@3 = (1 + 1/log2(4) + 1/log2(3)) / 4 = (1 + 0.5 + 0.630930) / 4 = 0.532732
+    assert m["hr@1"] == 0.25 and m["ndcg@1"] == 0.25 and m["hr@3"] == 0.75
+    assert m["ndcg@3"] == pytest.approx((1 + 0.5 + 1 / math.log2(3)) / 4)
+    assert "hr@5" not in m and "ndcg@50" not in m  # K larger than the beam count is not reported
+    assert m["invalid_outputs"] == 1 and m["rows"] == 4
+
+
+def test_collided_sid_is_a_hit_for_either_item():
+    # items 1 and 2 share <a_2>: generating <a_2> hits a target of either; SID equality is the rule
+    m = score([["<a_2>", "<a_1>"]], [s("<a_2>")], beams=2, catalog=CAT, ks=(1,))
+    assert m["hr@1"] == 1.0 and m["targets_with_collided_sid"] == 1
+
+
+def test_k_beyond_valid_beams_counts_misses():
+    # 5 beams but only 2 valid completions: the rest are None; a target never generated is a miss at every K
+    m = score([["<a_1>", "<a_3>", None, None, None]], [s("<a_2>")], beams=5, catalog=CAT, ks=(1, 3, 5))
+    assert m["hr@5"] == 0.0 and m["ndcg@5"] == 0.0 and m["invalid_outputs"] == 3
+
+
+def test_minionerec_prediction_records(tmp_path):
+    write_outputs(tmp_path, {"hr@1": 1.0}, [["<a_1>", None]], [s("<a_1>")], {"beams": 2})
+    rec = json.loads((tmp_path / "predictions.json").read_text())
+    assert rec == [{"input": "what next?", "output": "<a_1>\n", "predict": ["<a_1>"]}]
+    assert json.loads((tmp_path / "metrics.json").read_text()) == {"beams": 2, "hr@1": 1.0}
+    assert prompt_input("no template") == "no template"
+
+
+def test_evaluate_command_on_tiny_model(tiny_cfg, tiny_model_dir, tiny_catalog, tmp_path):
+    from grporec.config import dump_config
+
+    (tmp_path / "c.yaml").write_text(dump_config(tiny_cfg))
+    evaluate_main(["--config", str(tmp_path / "c.yaml"), "--model", str(tiny_model_dir), "--split", "test",
+                   "--beams", "25", "--out", str(tmp_path / "ev")])
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert {f"{x}@{k}" for x in ("hr", "ndcg") for k in (1, 3, 5, 10, 20)} <= set(m) and "hr@50" not in m
+    # beams beyond the number of distinct SIDs come back invalid; every other beam is a real SID
+    assert m["invalid_outputs"] == m["rows"] * max(0, 25 - len(tiny_catalog.sids))
+    preds = json.loads((tmp_path / "ev" / "predictions.json").read_text())
+    assert len(preds) == m["rows"]
+    assert all(p in tiny_catalog.ids_of_sid for r in preds for p in r["predict"])  # every generated SID is real
+    assert all(len(set(r["predict"])) == len(r["predict"]) for r in preds)

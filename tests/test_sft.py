@@ -1,0 +1,90 @@
+"""SFT: prompt tokens carry no loss, the loss falls, early stopping keeps the best model."""
+import json
+
+import pytest
+import torch
+
+from grporec import dist, sft
+from grporec.data.datasets import Sample
+from grporec.models.policy import load_policy
+from grporec.models.tokenizer import completion_ids
+from test_loop import params, tiny_loop_cfg
+
+ENV = dist.DistEnv(0, 1, 0, torch.device("cpu"))
+
+
+def test_prompt_tokens_carry_no_loss(tiny_model_dir):
+    model, tok = load_policy(tiny_model_dir)
+    samples = [Sample("### User Input: \nWhich item has the title: a?\n\n### Response:\n", "<a_1>\n", "<a_1>", (), "t"),
+               Sample("### User Input: \nx\n\n### Response:\n", "some title words\n", "<a_1>", (), "t")]
+    ids, mask, labels = sft.encode(tok, samples, 1024, "cpu")
+    for i, smp in enumerate(samples):
+        comp = completion_ids(tok, smp.completion)
+        assert labels[i, -len(comp):].tolist() == comp  # completion (then EOS) is labelled
+        assert (labels[i, :-len(comp)] == sft.IGNORE).all()  # prompt and padding are not
+    loss, n = sft.completion_loss_sum(model, ids, mask, labels)
+    # naive: a full forward, cross-entropy at every labelled position only
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0)).logits.float()
+    want, count = 0.0, 0
+    for i in range(ids.shape[0]):
+        for t in range(1, ids.shape[1]):
+            if labels[i, t] != sft.IGNORE:
+                want += -logits[i, t - 1].log_softmax(-1)[labels[i, t]].item()
+                count += 1
+    assert n == count == sum(len(completion_ids(tok, x.completion)) for x in samples)
+    assert loss.item() == pytest.approx(want, rel=1e-5)
+    # changing only a prompt token's label would change nothing: prompt positions have no label at all
+    prompt_grad = torch.autograd.grad(loss, model.get_input_embeddings().weight)[0]
+    assert torch.isfinite(prompt_grad).all()
+
+
+def sft_cfg(tiny_cfg, out, *overrides):
+    return tiny_loop_cfg(tiny_cfg, "unused", out, "sft.train.progress=false", "sft.train.lr=3e-3",
+                         "sft.train.prompts_per_step=16", "sft.train.micro_batch_prompts=8", "sft.valid_max_rows=20",
+                         *overrides)
+
+
+def test_sft_loss_falls_and_best_model_is_saved(tiny_cfg, tmp_path):
+    cfg = sft_cfg(tiny_cfg, tmp_path / "sft", "sft.train.max_steps=30", "sft.train.eval_steps=10", "sft.patience=0")
+    r = sft.train_sft(cfg, ENV)
+    losses = [h["loss"] for h in r["history"]]
+    # 30 steps of a 32-wide model: the mean of the last 5 losses is about 0.75x the first 5; a step
+    # that did not update would stay within a few percent
+    assert sum(losses[-5:]) / 5 < 0.85 * sum(losses[:5]) / 5
+    v = [e["valid_loss"] for e in r["evals"]]
+    assert len(v) == 3 and v[-1] < v[0]
+    model, tok = load_policy(r["best"])  # what GRPO and the evaluator load
+    assert r["best_valid_loss"] == min(v)
+
+
+def test_early_stopping_keeps_the_best_checkpoint(tiny_cfg, tmp_path, monkeypatch):
+    scripted = iter([3.0, 2.0, 2.5, 2.6, 2.7, 2.8])  # best at the 2nd evaluation, then worse
+    monkeypatch.setattr(sft, "valid_loss", lambda *a, **k: next(scripted))
+    cfg = sft_cfg(tiny_cfg, tmp_path / "sft", "sft.train.max_steps=12", "sft.train.eval_steps=2", "sft.patience=2",
+                  "sft.train.save_steps=1", "sft.train.save_total_limit=20")
+    r = sft.train_sft(cfg, ENV)
+    assert [e["step"] for e in r["evals"]] == [2, 4, 6, 8]  # stopped after 2 evaluations without improvement
+    assert r["steps"] == 8 and r["best_valid_loss"] == 2.0
+    best = params(r["best"])
+    at4 = params(tmp_path / "sft" / "checkpoints" / "step-0000004" / "policy")
+    at8 = params(tmp_path / "sft" / "checkpoints" / "step-0000008" / "policy")
+    assert all(torch.equal(best[k], at4[k]) for k in best)  # the best model is the one from step 4
+    assert any(not torch.equal(best[k], at8[k]) for k in best)
+    log = [json.loads(x) for x in (tmp_path / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["eval/valid_loss"] for x in log if "eval/valid_loss" in x] == [3.0, 2.0, 2.5, 2.6]
+
+
+def test_sft_from_a_base_model_adds_sid_tokens(tiny_cfg, tiny_catalog, tmp_path):
+    from tests_support import save_model_without_sid_tokens
+
+    base = save_model_without_sid_tokens(tmp_path / "base")
+    cfg = sft_cfg(tiny_cfg, tmp_path / "sft", f"sft.init={base}", "sft.train.max_steps=2", "sft.train.eval_steps=2")
+    r = sft.train_sft(cfg, ENV)
+    model, tok = load_policy(r["best"])
+    assert all(t in tok.get_vocab() for t in tiny_catalog.sid_tokens)
+    assert model.get_input_embeddings().num_embeddings == len(tok)
+
+
+def test_unknown_sft_dataset(tiny_cfg, tmp_path):
+    with pytest.raises(ValueError, match="sft.datasets: unknown 'reviews'"):
+        sft.train_sft(sft_cfg(tiny_cfg, tmp_path / "s", "sft.datasets=[reviews]"), ENV)
