@@ -253,13 +253,23 @@ def from_dict(cls: type, raw: Any, source: str = "<dict>", prefix: str = "") -> 
     for name, f in fields.items():
         key = prefix + name
         if name in raw:
-            kwargs[name] = _check(hints[name], raw[name], key, source)
+            value = raw[name]
+            if dataclasses.is_dataclass(hints[name]) and isinstance(value, dict) and f.default_factory is not dataclasses.MISSING:
+                # A partly given section keeps its own defaults (e.g. sft.train's), not the class's.
+                value = {**_shallow_dict(f.default_factory()), **value}
+            kwargs[name] = _check(hints[name], value, key, source)
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             if dataclasses.is_dataclass(hints[name]):
                 kwargs[name] = _check(hints[name], {}, key, source)
             else:
                 raise ConfigError(f"missing required key {key} (in {source})")
     return cls(**kwargs)
+
+
+def _shallow_dict(obj: Any) -> dict:
+    """A dataclass's fields as a dict, nested sections as dicts (lists copied)."""
+    return {f.name: _shallow_dict(v) if dataclasses.is_dataclass(v := getattr(obj, f.name)) else
+            (list(v) if isinstance(v, list) else v) for f in dataclasses.fields(obj)}
 
 
 def _check(tp: Any, value: Any, key: str, source: str) -> Any:

@@ -23,6 +23,7 @@ from grporec.data import synth
 from grporec.data.load import load_data_catalog, load_split
 from grporec.decode import build_catalog_trie
 from grporec.evaluate import eval_samples, evaluate, format_metrics, write_outputs
+from grporec.metrics import paired_difference
 from grporec.loop import train as grpo_train
 from grporec.models.policy import load_policy
 from grporec.models.sasrec import SASRec
@@ -116,8 +117,10 @@ def run_demo(cfg: Config) -> dict:
     timings["sasrec"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_all
 
+    diff, se = paired_difference(sft_metrics.pop("ranks"), grpo_metrics.pop("ranks"), 10)
     results = {"SASRec": sasrec_metrics, "SFT": sft_metrics, "GRPO": grpo_metrics, "seconds": timings,
-               "prompt_style": cfg.eval.prompt_style, "beams": cfg.eval.test_beams}
+               "prompt_style": cfg.eval.prompt_style, "beams": cfg.eval.test_beams,
+               "grpo_minus_sft_ndcg@10": {"mean": diff, "stderr": se, "rows": sft_metrics["rows"]}}
     (root / "demo_results.json").write_text(json.dumps(results, indent=2))
     print(results_table(results, cfg.eval.ks))
     print(f"\nWritten under {root}/: data {Path(cfg.data.info_file).parent.parent}, SFT model {sft_dir / 'best'}, "
@@ -133,9 +136,11 @@ def results_table(results: dict, ks) -> str:
              "|---|" + "---:|" * len(cols)]
     for name in ("SASRec", "SFT", "GRPO"):
         lines.append(f"| {name} | " + " | ".join(f"{results[name][c]:.4f}" for c in cols) + " |")
-    d = results["GRPO"]["ndcg@10"] - results["SFT"]["ndcg@10"] if "ndcg@10" in results["GRPO"] else float("nan")
-    lines.append(f"\nGRPO - SFT, NDCG@10: {d:+.4f}    stage seconds: "
-                 + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()))
+    d = results["grpo_minus_sft_ndcg@10"]
+    lines.append(f"\nGRPO - SFT, NDCG@10: {d['mean']:+.4f} (paired over the same {d['rows']} rows: standard error "
+                 f"{d['stderr']:.4f}, so {d['mean'] / d['stderr']:+.1f} standard errors)" if d["stderr"] > 0 else
+                 f"\nGRPO - SFT, NDCG@10: {d['mean']:+.4f}")
+    lines.append("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()))
     return "\n".join(lines)
 
 

@@ -82,6 +82,7 @@ def score(predictions: list[list[str | None]], samples: list[Sample], beams: int
     """HR@K / NDCG@K (K <= beams), invalid outputs, and how many targets are collided SIDs."""
     ranks = [first_hit_rank(p, s.target_sid) for p, s in zip(predictions, samples)]
     metrics = ranking_metrics(ranks, [k for k in ks if k <= beams])
+    metrics["ranks"] = ranks
     metrics["rows"] = len(samples)
     metrics["invalid_outputs"] = sum(1 for p in predictions for x in p if x is None or (catalog is not None and not catalog.has_sid(x)))
     if catalog is not None:
@@ -133,13 +134,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def write_outputs(out: Path, metrics: dict, preds, samples, info: dict) -> None:
-    (out / "metrics.json").write_text(json.dumps({**info, **metrics}, indent=2))
+    (out / "metrics.json").write_text(json.dumps({**info, **{k: v for k, v in metrics.items() if k != "ranks"}}, indent=2))
     records = [{"input": prompt_input(s.prompt), "output": s.completion, "predict": [p for p in pr if p is not None]}
                for s, pr in zip(samples, preds)]
     (out / "predictions.json").write_text(json.dumps(records, indent=1))
 
 
 def format_metrics(m: dict) -> str:
+    """One line of HR/NDCG values (per-row ranks are left out)."""
     keys = [k for k in m if k.startswith(("hr@", "ndcg@"))]
     return "  ".join(f"{k}={m[k]:.4f}" for k in keys) + f"  rows={m['rows']}  invalid={m['invalid_outputs']}"
 

@@ -1,16 +1,28 @@
-"""Per-token log-probs of completions under a model, from one forward over prompt + completion.
+"""Per-token log-probs of completions under a model: the policy (with grad), reference and old policy.
 
-Used for the policy (with grad), the reference and the old policy (without). The prompt rows
-[B, T] are repeated G times to line up with the completions [B*G, L]; position ids follow the
-left-padded attention mask, as in decoding, so the values equal what the decoder saw.
+`completion_logps` runs each prompt once and shares it with its G completions: a forward over
+the B prompts fills a KV cache, the cache is expanded to the B*G completion rows by index (a
+differentiable gather, so the G completions' gradients add up in the one prompt pass), and a
+second forward runs only the L completion tokens. This is mathematically the forward over
+prompt + completion for every row, at about 1/G of the prompt cost; `full_completion_logps`
+is that plain forward, kept as the reference the tests compare against. Position ids follow
+the left-padded attention mask, as in decoding, so the values equal what the decoder saw.
 """
 from __future__ import annotations
 
 import inspect
 
 import torch
+from transformers import DynamicCache
 
 from grporec.decode.rollout import positions
+
+
+def _gather(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
+    logits = logits.float()
+    if temperature != 1.0:
+        logits = logits / temperature
+    return logits.log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
 def completion_logps(
@@ -29,12 +41,35 @@ def completion_logps(
         temperature: divides the logits (as when the completions were sampled at it).
     """
     B, N, L = prompt_ids.shape[0], completion_ids.shape[0], completion_ids.shape[1]
+    rows = torch.arange(B, device=prompt_ids.device).repeat_interleave(N // B)  # [B*G] prompt of each row
+    params = inspect.signature(model.forward).parameters
+    cache_arg = "cache" if "cache" in params else "past_key_values"
+    cache = DynamicCache()
+    first = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions(prompt_mask),
+                  use_cache=True, **{cache_arg: cache}, **({"logits_to_keep": 1} if "logits_to_keep" in params else {}))
+    first_logits = first.logits[:, -1][rows]  # [B*G, V]: predicts completion token 0
+    if L == 1:
+        return _gather(first_logits.unsqueeze(1), completion_ids, temperature)
+    cache.reorder_cache(rows)  # [B] -> [B*G] rows, differentiable
+    mask = torch.cat([prompt_mask[rows], completion_mask[:, :-1].to(prompt_mask.dtype)], dim=1)
+    pos = prompt_mask.sum(-1)[rows].unsqueeze(1) + torch.arange(L - 1, device=prompt_ids.device)  # [B*G, L-1]
+    rest = model(input_ids=completion_ids[:, :-1], attention_mask=mask, position_ids=pos, use_cache=True,
+                 **{cache_arg: cache}).logits  # [B*G, L-1, V]: predict completion tokens 1..L-1
+    return _gather(torch.cat([first_logits.unsqueeze(1), rest], dim=1), completion_ids, temperature)
+
+
+def full_completion_logps(
+    model: torch.nn.Module,
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    completion_ids: torch.Tensor,
+    completion_mask: torch.Tensor,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """The same values from one plain forward over prompt + completion for every row (reference)."""
+    B, N, L = prompt_ids.shape[0], completion_ids.shape[0], completion_ids.shape[1]
     rows = torch.arange(B, device=prompt_ids.device).repeat_interleave(N // B)
     ids = torch.cat([prompt_ids[rows], completion_ids], dim=1)  # [N, T+L]
     mask = torch.cat([prompt_mask[rows], completion_mask.to(prompt_mask.dtype)], dim=1)
-    kwargs = {"logits_to_keep": L + 1} if "logits_to_keep" in inspect.signature(model.forward).parameters else {}
-    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=False, **kwargs).logits
-    logits = logits[:, -(L + 1):-1].float()  # position t predicts completion token t
-    if temperature != 1.0:
-        logits = logits / temperature
-    return logits.log_softmax(-1).gather(-1, completion_ids.unsqueeze(-1)).squeeze(-1)  # [N, L]
+    logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=False).logits
+    return _gather(logits[:, -(L + 1):-1], completion_ids, temperature)

@@ -181,7 +181,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             if valid is not None and step % cfg.train.eval_steps == 0:
                 eval_metrics, _ = evaluate(policy, tokenizer, trie, valid, cfg.eval.test_beams, cfg.eval.batch_prompts,
                                            env, catalog, ks=tuple(cfg.eval.ks))
-                log.event(step, eval_metrics)
+                log.event(step, {k: v for k, v in eval_metrics.items() if k != "ranks"})
             # 8. checkpoint, and stop when asked (a signal, or the session's step budget)
             stop_now = dist.any_rank(stop.requested, env) or (cfg.train.stop_after > 0 and step - first_step + 1 >= cfg.train.stop_after)
             if stop_now or step == total_steps or (cfg.train.save_steps > 0 and step % cfg.train.save_steps == 0):

@@ -31,3 +31,22 @@ def ranking_metrics(ranks: Sequence[int], ks: Sequence[int] = DEFAULT_KS) -> dic
         out[f"hr@{k}"] = len(hits) / n
         out[f"ndcg@{k}"] = sum(1.0 / math.log2(r + 2) for r in hits) / n
     return out
+
+
+def row_ndcg(ranks: Sequence[int], k: int) -> list[float]:
+    """Each row's NDCG@k (1/log2(rank + 2) for a hit within k, else 0)."""
+    return [1.0 / math.log2(r + 2) if 0 <= r < k else 0.0 for r in ranks]
+
+
+def paired_difference(ranks_a: Sequence[int], ranks_b: Sequence[int], k: int) -> tuple[float, float]:
+    """Mean of NDCG@k(b) - NDCG@k(a) over the same rows, and its standard error.
+
+    Two models scored on the same rows are strongly correlated, so the paired difference is far
+    more precise than comparing the two means' separate error bars.
+    """
+    if len(ranks_a) != len(ranks_b) or len(ranks_a) < 2:
+        raise ValueError("paired_difference needs the same rows (at least 2) for both models")
+    d = [b - a for a, b in zip(row_ndcg(ranks_a, k), row_ndcg(ranks_b, k))]
+    mean = sum(d) / len(d)
+    var = sum((x - mean) ** 2 for x in d) / (len(d) - 1)
+    return mean, math.sqrt(var / len(d))

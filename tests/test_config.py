@@ -117,3 +117,14 @@ def test_shipped_configs_load():
 
     for path in sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")):
         load_config(path)
+
+
+def test_partly_given_section_keeps_its_own_defaults(tmp_path):
+    # sft.train defaults differ from train's (lr 3e-4, max_grad_norm 1.0, micro-batch 16); giving
+    # only sft.train.lr must keep the others at sft.train's defaults, not at TrainConfig's.
+    cfg = load_config(write(tmp_path, BASE), ["sft.train.lr=1e-3"])
+    assert cfg.sft.train.lr == 1e-3
+    assert cfg.sft.train.max_grad_norm == 1.0 and cfg.sft.train.micro_batch_prompts == 16
+    assert cfg.train.max_grad_norm == 0.3 and cfg.train.micro_batch_prompts == 4  # GRPO's defaults untouched
+    with pytest.raises(ConfigError, match=r"unknown key sft\.train\.lrr"):
+        load_config(write(tmp_path, BASE), ["sft.train.lrr=1"])

@@ -57,3 +57,18 @@ def test_ranking_metrics_by_hand():
     assert first_hit_rank(["a", None, "b", "b"], "b") == 2 and first_hit_rank(["a"], "z") == -1
     with pytest.raises(ValueError):
         ranking_metrics([])
+
+
+def test_paired_difference_by_hand():
+    from grporec.metrics import paired_difference, row_ndcg
+
+    # model a: ranks [0, -1, 1]; model b: ranks [0, 0, -1]; NDCG@10 rows a = [1, 0, 0.63093], b = [1, 1, 0]
+    assert row_ndcg([0, -1, 1], 10) == pytest.approx([1.0, 0.0, 0.6309298])
+    mean, se = paired_difference([0, -1, 1], [0, 0, -1], 10)
+    # d = [0, 1, -0.63093]; mean = 0.12302; var = ((0.12302)^2 + (0.87698)^2 + (0.75395)^2) / 2 = 0.67661; se = sqrt(var / 3)
+    assert mean == pytest.approx((1 - 0.6309298) / 3)
+    d = [0.0, 1.0, -0.6309298]
+    var = sum((x - mean) ** 2 for x in d) / 2
+    assert se == pytest.approx((var / 3) ** 0.5)
+    with pytest.raises(ValueError):
+        paired_difference([0], [0, 1], 10)
