@@ -118,9 +118,11 @@ def save_checkpoint(
         torch.save({"optimizer": optim_state, "scheduler": scheduler.state_dict(), "rng": rng_state(),
                     "trainer": trainer_state, "step": step}, tmp / "trainer_state.pt")
         (tmp / "config.yaml").write_text(dump_config(cfg))
-        if final.exists():  # re-saving a step (e.g. SIGTERM right after a periodic save)
-            shutil.rmtree(final)
+        aside = root / f".old-step-{step:07d}"
+        if final.exists():  # re-saving a step: move the old copy aside until the new one is in place
+            os.replace(final, aside)
         os.replace(tmp, final)  # atomic: readers see the old set or the new complete one
+        shutil.rmtree(aside, ignore_errors=True)
         old = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)))
         for _, p in old[: max(0, len(old) - keep)]:
             shutil.rmtree(p, ignore_errors=True)

@@ -30,7 +30,17 @@ from grporec.models.sasrec import SASRec
 from grporec.sasrec import evaluate_sasrec, train_sasrec
 from grporec.sft import train_sft
 
-DEFAULT_CONFIG = "configs/demo.yaml"
+DEFAULT_CONFIG = "configs/demo.yaml"  # in the working directory, else beside the package (a source checkout)
+
+
+def default_config() -> str:
+    here = Path(DEFAULT_CONFIG)
+    if here.is_file():
+        return str(here)
+    checkout = Path(__file__).resolve().parents[1] / DEFAULT_CONFIG
+    if checkout.is_file():
+        return str(checkout)
+    raise SystemExit(f"no {DEFAULT_CONFIG} here or beside the grporec package; pass --config FILE")
 
 
 def ensure_synthetic_data(cfg: Config) -> None:
@@ -147,7 +157,7 @@ def results_table(results: dict, ks) -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--config" not in argv:
-        argv = ["--config", DEFAULT_CONFIG] + argv
+        argv = ["--config", default_config()] + argv
     run_demo(parse_cli(argv, Config, prog="python -m grporec.demo"))
     return 0
 

@@ -316,3 +316,26 @@ def test_attention_implementation_restored_after_decoding():
     before = model.config._attn_implementation
     beam_search(model, *left_pad(PROMPTS, PAD), SidTrie.build(random_catalog(15, 10), PAD), 4, shared_prefix=True)
     assert model.config._attn_implementation == before
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen3"])
+def test_shared_prefix_exact_for_other_listed_architectures(arch):
+    """Every architecture in SHARED_PREFIX_MODELS is checked against brute force, not assumed."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    from grporec.decode.kv import supports_shared_prefix
+
+    torch.manual_seed(40)
+    kw = dict(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, max_position_embeddings=64)
+    model = (LlamaForCausalLM(LlamaConfig(**kw)) if arch == "llama" else Qwen3ForCausalLM(Qwen3Config(head_dim=8, **kw))).eval()
+    assert supports_shared_prefix(model)
+    seqs = random_catalog(40, 20)
+    trie = SidTrie.build(seqs, PAD)
+    G = max(trie.stats()["states_per_depth"])
+    r = beam_search(model, *left_pad(PROMPTS, PAD), trie, G, shared_prefix=True)
+    for b, p in enumerate(PROMPTS):
+        scores = brute_force_scores(model, p, seqs)
+        best = sorted(range(len(seqs)), key=lambda i: -scores[i])
+        assert r.labels[b * G:b * G + len(seqs)].tolist() == best
+        torch.testing.assert_close(r.scores[b * G:b * G + len(seqs)], torch.tensor([scores[i] for i in best]), atol=1e-5, rtol=0)

@@ -84,10 +84,11 @@ def beam_search(
             else:
                 stepper.reorder_within_groups(rows)
             logp = stepper.step(tokens[:, -1]).log_softmax(-1)
-    return _finish(prompt_ids, prompt_mask, trie, tokens, token_lp, is_pad, score, state, G, constrained)
+    return finish_rollout(prompt_ids, prompt_mask, trie, tokens, token_lp, is_pad, score, state, G, constrained)
 
 
-def _finish(prompt_ids, prompt_mask, trie, tokens, token_lp, is_pad, score, state, G, constrained) -> Rollout:
+def finish_rollout(prompt_ids, prompt_mask, trie, tokens, token_lp, is_pad, score, state, G, constrained) -> Rollout:
+    """Assemble a Rollout from decoded tokens [B*G, L], their log-probs and final trie states."""
     valid = torch.isfinite(score) if constrained else torch.ones_like(score, dtype=torch.bool)
     labels = trie.label_of(state) if constrained else torch.full_like(state, -1)
     mask = (~is_pad & valid.unsqueeze(1)).long()

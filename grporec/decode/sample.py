@@ -17,7 +17,7 @@ from collections import Counter
 
 import torch
 
-from grporec.decode.beam import NEG_INF, _finish
+from grporec.decode.beam import NEG_INF, finish_rollout
 from grporec.decode.rollout import Rollout
 from grporec.decode.stepper import Stepper
 from grporec.decode.trie import SidTrie
@@ -71,7 +71,7 @@ def sample(
         if d < L - 1:
             logits = stepper.step(tokens[-1])
     token_lp_t = torch.stack(token_lp, 1)
-    return _finish(prompt_ids, prompt_mask, trie, torch.stack(tokens, 1), token_lp_t, torch.stack(is_pad, 1),
+    return finish_rollout(prompt_ids, prompt_mask, trie, torch.stack(tokens, 1), token_lp_t, torch.stack(is_pad, 1),
                    token_lp_t.sum(1), state, G, constrained=True)
 
 
