@@ -18,7 +18,6 @@ Prints a table and writes JSON (--out). Weights are random: speed does not depen
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -27,23 +26,11 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList, Qwen2Config, Qwen2ForCausalLM
-from transformers.utils import logging as hf_logging
+from transformers import LogitsProcessor, LogitsProcessorList
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from grporec.config import TinyModelConfig  # noqa: E402
-from grporec.data import datasets as D  # noqa: E402
-from grporec.data import synth  # noqa: E402
-from grporec.data.catalog import load_catalog  # noqa: E402
-from grporec.data.formats import read_interactions  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import D, build_model, load_data, model_arguments, setup  # noqa: E402
 from grporec.decode import beam_search, build_catalog_trie, left_pad, sample  # noqa: E402
-from grporec.models.policy import build_tiny_policy, extend_policy  # noqa: E402
-from grporec.models.tokenizer import train_tiny_tokenizer  # noqa: E402
-
-OFFICE = Path(__file__).resolve().parents[2] / "shared" / "data" / "minionerec" / "Amazon"
-QWEN05 = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-              num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1000000.0, tie_word_embeddings=True)
-
 
 class PrefixConstrainedProcessor(LogitsProcessor):
     """The usual processor: per row, look the generated prefix up in a dict, mask the vocabulary."""
@@ -63,32 +50,6 @@ class PrefixConstrainedProcessor(LogitsProcessor):
         return scores + mask
 
 
-def load_data(which: str, tmp: Path):
-    if which == "office":
-        if not OFFICE.is_dir():
-            raise SystemExit(f"--data office needs {OFFICE}")
-        catalog = load_catalog(OFFICE / "info" / "Office_Products_5_2016-10-2018-11.txt")
-        rows = read_interactions(OFFICE / "test" / "Office_Products_5_2016-10-2018-11.csv")
-    else:
-        paths = synth.write(synth.PRESETS["industrial-like"], 0, tmp / "data")
-        catalog = load_catalog(paths.info)
-        rows = read_interactions(paths.test)
-    return catalog, rows
-
-
-def build_model(shape: str, catalog, rows, dtype, device):
-    texts = [s.prompt + s.completion for s in D.EvalSidDataset(rows)] + [it.title for it in catalog.items]
-    if shape == "tiny":
-        model, tok = build_tiny_policy(texts, catalog.sid_tokens, TinyModelConfig(), seed=0)
-    else:  # Qwen2.5-0.5B architecture, random weights; a stand-in BPE tokenizer (speed only)
-        tok = train_tiny_tokenizer(texts, [], vocab_size=2000)
-        torch.manual_seed(0)
-        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=151936, **QWEN05))
-        extend_policy(model, tok, catalog.sid_tokens)
-        model.resize_token_embeddings(151936 + len(catalog.sid_tokens))
-    return model.to(device=device, dtype=dtype).eval(), tok
-
-
 def timed(fn, device):
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -100,21 +61,14 @@ def timed(fn, device):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", choices=["industrial-like", "office"], default="industrial-like")
-    ap.add_argument("--shape", choices=["tiny", "qwen2.5-0.5b"], default="tiny")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    ap = model_arguments(__doc__.split("\n")[0])
     ap.add_argument("--beams", type=int, default=16)
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=5, help="timed rounds per method (median reported)")
     ap.add_argument("--out", default="bench/results/decode.json")
     args = ap.parse_args()
-    hf_logging.set_verbosity_error()
-    torch.set_num_threads(args.threads)
-    device, dtype, G = torch.device(args.device), getattr(torch, args.dtype), args.beams
+    device, dtype = setup(args)
+    G = args.beams
 
     with tempfile.TemporaryDirectory() as tmp:
         catalog, rows = load_data(args.data, Path(tmp))

@@ -10,7 +10,6 @@ difference of the log-probs and of the gradients; writes JSON.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -19,31 +18,22 @@ import time
 from pathlib import Path
 
 import torch
-from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from decode import build_model, load_data  # noqa: E402
+from common import build_model, load_data, model_arguments, setup  # noqa: E402
 from grporec.data import datasets as D  # noqa: E402
 from grporec.decode import beam_search, build_catalog_trie, left_pad  # noqa: E402
 from grporec.logprobs import completion_logps, full_completion_logps  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", choices=["industrial-like", "office"], default="industrial-like")
-    ap.add_argument("--shape", choices=["tiny", "qwen2.5-0.5b"], default="tiny")
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    ap = model_arguments(__doc__.split("\n")[0])
     ap.add_argument("--prompts", type=int, default=8)
     ap.add_argument("--generations", type=int, default=16)
-    ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="bench/results/logprobs.json")
     args = ap.parse_args()
-    hf_logging.set_verbosity_error()
-    torch.set_num_threads(args.threads)
-    device, dtype = torch.device(args.device), getattr(torch, args.dtype)
+    device, dtype = setup(args)
     with tempfile.TemporaryDirectory() as tmp:
         catalog, rows = load_data(args.data, Path(tmp))
     model, tok = build_model(args.shape, catalog, rows, dtype, device)
