@@ -10,12 +10,10 @@ the left-padded attention mask, as in decoding, so the values equal what the dec
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
 from transformers import DynamicCache
 
-from grporec.decode.rollout import positions
+from grporec.decode.rollout import forward_kwargs, positions, prompt_rows
 
 
 def _gather(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -41,12 +39,10 @@ def completion_logps(
         temperature: divides the logits (as when the completions were sampled at it).
     """
     B, N, L = prompt_ids.shape[0], completion_ids.shape[0], completion_ids.shape[1]
-    rows = torch.arange(B, device=prompt_ids.device).repeat_interleave(N // B)  # [B*G] prompt of each row
-    params = inspect.signature(model.forward).parameters
-    cache_arg = "cache" if "cache" in params else "past_key_values"
+    rows = prompt_rows(B, N // B, prompt_ids.device)  # [B*G] prompt of each row
     cache = DynamicCache()
     first = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions(prompt_mask),
-                  use_cache=True, **{cache_arg: cache}, **({"logits_to_keep": 1} if "logits_to_keep" in params else {}))
+                  use_cache=True, **forward_kwargs(model, cache, keep_last=1))
     first_logits = first.logits[:, -1][rows]  # [B*G, V]: predicts completion token 0
     if L == 1:
         return _gather(first_logits.unsqueeze(1), completion_ids, temperature)
@@ -54,7 +50,7 @@ def completion_logps(
     mask = torch.cat([prompt_mask[rows], completion_mask[:, :-1].to(prompt_mask.dtype)], dim=1)
     pos = prompt_mask.sum(-1)[rows].unsqueeze(1) + torch.arange(L - 1, device=prompt_ids.device)  # [B*G, L-1]
     rest = model(input_ids=completion_ids[:, :-1], attention_mask=mask, position_ids=pos, use_cache=True,
-                 **{cache_arg: cache}).logits  # [B*G, L-1, V]: predict completion tokens 1..L-1
+                 **forward_kwargs(model, cache)).logits  # [B*G, L-1, V]: predict completion tokens 1..L-1
     return _gather(torch.cat([first_logits.unsqueeze(1), rest], dim=1), completion_ids, temperature)
 
 
@@ -68,7 +64,7 @@ def full_completion_logps(
 ) -> torch.Tensor:
     """The same values from one plain forward over prompt + completion for every row (reference)."""
     B, N, L = prompt_ids.shape[0], completion_ids.shape[0], completion_ids.shape[1]
-    rows = torch.arange(B, device=prompt_ids.device).repeat_interleave(N // B)
+    rows = prompt_rows(B, N // B, prompt_ids.device)
     ids = torch.cat([prompt_ids[rows], completion_ids], dim=1)  # [N, T+L]
     mask = torch.cat([prompt_mask[rows], completion_mask.to(prompt_mask.dtype)], dim=1)
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=False).logits

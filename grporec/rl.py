@@ -135,13 +135,18 @@ def piece(r: Rollout, s: slice):
     return r.prompt_ids[s, first:], pm[:, first:], r.completion_ids[rows], r.completion_mask[rows]
 
 
-def logps_of(model, chunks: list[Chunk], cfg: Config, env: dist.DistEnv, grad: bool = False) -> list[torch.Tensor]:
+def loss_temperature(cfg: Config) -> float:
+    """The temperature the loss's log-probs use: the sampling temperature, or 1 for beam search."""
+    return cfg.rl.temperature if cfg.rl.rollout != "beam" else 1.0
+
+
+@torch.no_grad()
+def logps_of(model, chunks: list[Chunk], cfg: Config, env: dist.DistEnv) -> list[torch.Tensor]:
     """Per-token log-probs [rows, L] for every micro-batch piece, without grad (reference, old policy)."""
-    temperature = cfg.rl.temperature if cfg.rl.rollout != "beam" else 1.0
     out = []
-    with torch.set_grad_enabled(grad), autocast(env, cfg):
+    with autocast(env, cfg):
         for c, s in micro_batches(chunks, cfg.train.micro_batch_prompts):
-            out.append(completion_logps(model, *piece(chunks[c].rollout, s), temperature=temperature))
+            out.append(completion_logps(model, *piece(chunks[c].rollout, s), temperature=loss_temperature(cfg)))
     return out
 
 
@@ -157,7 +162,7 @@ def policy_backward(policy, chunks: list[Chunk], advantages: torch.Tensor, ref_l
     sequences for grpo, dr_grpo and sequence; the share of tokens for token. Returns
     (this rank's loss, metrics, whether every micro-batch loss was finite on every rank).
     """
-    temperature = cfg.rl.temperature if cfg.rl.rollout != "beam" else 1.0
+    temperature = loss_temperature(cfg)
     n_rows = sum(ch.rollout.completion_ids.shape[0] for ch in chunks)
     n_tokens = sum(float(ch.rollout.completion_mask.sum()) for ch in chunks)
     mean_tokens = dist.all_reduce_sum(n_tokens, env) / env.world_size  # token share is global

@@ -25,7 +25,7 @@ from grporec.data import datasets as D
 from grporec.data.catalog import Catalog
 from grporec.data.load import load_data_catalog, load_split
 from grporec.data.stream import SampleStream
-from grporec.decode.rollout import left_pad, positions
+from grporec.decode.rollout import forward_kwargs, left_pad, positions
 from grporec.models.policy import extend_policy, load_policy
 from grporec.models.tiny import build_tiny_for_data
 from grporec.models.tokenizer import check_sid_tokenizer, completion_ids
@@ -85,7 +85,7 @@ def completion_loss_sum(model, ids: torch.Tensor, mask: torch.Tensor, labels: to
     has_label = (labels != IGNORE).any(0).nonzero()
     keep = ids.shape[1] - int(has_label[0]) + 1  # from the position before the first label to the end
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=False,
-                   logits_to_keep=keep).logits[:, -keep:-1].float()  # position t predicts token t+1
+                   **forward_kwargs(model, keep_last=keep)).logits[:, -keep:-1].float()  # position t predicts token t+1
     target = labels[:, -(keep - 1):]
     loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
                                              ignore_index=IGNORE, reduction="sum")

@@ -8,6 +8,8 @@ model defines them, so beam scores match a plain forward pass.
 """
 from __future__ import annotations
 
+import functools
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -72,3 +74,28 @@ def left_pad(prompts: list[list[int]], pad_id: int, device: str | torch.device =
 def positions(mask: torch.Tensor) -> torch.Tensor:
     """Position ids [B, T] for a left-padded mask: 0 at each row's first real token."""
     return (mask.cumsum(-1) - 1).clamp(min=0)
+
+
+def prompt_rows(num_prompts: int, group_size: int, device) -> torch.Tensor:
+    """[B*G]: the prompt of each completion row, group by group (0, 0, ..., 1, 1, ...)."""
+    return torch.arange(num_prompts, device=device).repeat_interleave(group_size)
+
+
+@functools.lru_cache(maxsize=None)
+def _forward_params(model_type: type) -> frozenset:
+    return frozenset(inspect.signature(model_type.forward).parameters)
+
+
+def forward_kwargs(model: torch.nn.Module, cache=None, keep_last: int | None = None) -> dict:
+    """Keyword arguments for an HF causal LM's forward that differ between models and versions.
+
+    The KV cache goes in as `cache` (transformers >= 5.2x) or `past_key_values` (older releases);
+    `logits_to_keep` is passed only where the model accepts it (otherwise all positions come back).
+    """
+    params = _forward_params(type(model))
+    kwargs = {}
+    if cache is not None:
+        kwargs["cache" if "cache" in params else "past_key_values"] = cache
+    if keep_last is not None and "logits_to_keep" in params:
+        kwargs["logits_to_keep"] = keep_last
+    return kwargs

@@ -18,7 +18,7 @@ from collections import Counter
 import torch
 
 from grporec.decode.beam import NEG_INF, finish_rollout
-from grporec.decode.rollout import Rollout
+from grporec.decode.rollout import Rollout, prompt_rows
 from grporec.decode.stepper import Stepper
 from grporec.decode.trie import SidTrie
 
@@ -52,7 +52,7 @@ def sample(
     device = prompt_ids.device
     stepper = Stepper(model, shared_prefix)
     logits = stepper.prefill(prompt_ids, prompt_mask)  # [B, V]
-    rows = torch.arange(B, device=device).repeat_interleave(G)  # [B*G] prompt of each sample
+    rows = prompt_rows(B, G, device)  # [B*G] prompt of each sample
     stepper.expand(G, max_new=L)  # expand the cache by index, no second prefill
     logits = logits[rows]
     state = torch.zeros(B * G, dtype=torch.long, device=device)

@@ -7,13 +7,12 @@ Beam search and sampling share it, so there is one implementation of the cache l
 from __future__ import annotations
 
 import contextlib
-import inspect
 
 import torch
 from transformers import DynamicCache
 
 from grporec.decode.kv import SHARED_PREFIX_ATTENTION, BeamKVLayer, SharedPrefixContext, supports_shared_prefix
-from grporec.decode.rollout import positions
+from grporec.decode.rollout import forward_kwargs, positions, prompt_rows
 
 
 class Stepper:
@@ -29,17 +28,11 @@ class Stepper:
         self.model = model
         self.cache = DynamicCache()
         self.cache.layer_class_to_replicate = BeamKVLayer  # layers are created on first use
-        params = inspect.signature(model.forward).parameters
-        self.keep_last = "logits_to_keep" in params
-        # transformers >= 5.2x names the KV cache argument `cache`; older releases `past_key_values`.
-        self.cache_arg = "cache" if "cache" in params else "past_key_values"
         self.shared = supports_shared_prefix(model) if shared_prefix is None else shared_prefix
         self.context = None
 
     def _forward(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
-        kwargs = {self.cache_arg: self.cache}
-        if self.keep_last:
-            kwargs["logits_to_keep"] = 1
+        kwargs = forward_kwargs(self.model, self.cache, keep_last=1)
         with self._attention():
             # The cache object is updated in place by the model.
             out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, use_cache=True, **kwargs)
@@ -72,7 +65,7 @@ class Stepper:
 
     def expand(self, group_size: int, max_new: int) -> None:
         """Give each of the B prompts G rows: new row b*G + k continues prompt b."""
-        rows = torch.arange(self.mask.shape[0], device=self.mask.device).repeat_interleave(group_size)
+        rows = prompt_rows(self.mask.shape[0], group_size, self.mask.device)
         if self._own_layers():
             for layer in self.cache.layers:
                 layer.expand(group_size, max_new, shared=self.shared)
