@@ -13,7 +13,11 @@ Runs side by side in one process, on one model and one set of prompts:
       row, a dict lookup of the row's prefix and a full-vocabulary mask (a row whose prefix has no
       continuation is left unconstrained, as such processors do);
   (c) grporec beam search with the mask disabled (what masking costs);
-  (d) grporec constrained sampling.
+  (d) grporec constrained sampling;
+  (e) the bare forward passes the search needs, timed alone: one prefill of the B prompts and
+      L-1 single-token steps of B*G rows over a KV cache of the prompt (the floor for any decoder).
+With --profile, one call of (a) runs under torch.profiler and the host-device synchronisations
+it makes (cudaStreamSynchronize / cudaDeviceSynchronize / device-to-host copies) are counted.
 Prints a table and writes JSON (--out). Weights are random: speed does not depend on them.
 """
 from __future__ import annotations
@@ -26,11 +30,12 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import LogitsProcessor, LogitsProcessorList
+from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import D, build_model, load_data, model_arguments, setup  # noqa: E402
 from grporec.decode import beam_search, build_catalog_trie, left_pad, sample  # noqa: E402
+from grporec.decode.rollout import forward_kwargs, positions  # noqa: E402
 
 class PrefixConstrainedProcessor(LogitsProcessor):
     """The usual processor: per row, look the generated prefix up in a dict, mask the vocabulary."""
@@ -60,11 +65,29 @@ def timed(fn, device):
     return out, time.perf_counter() - t
 
 
+def profile_syncs(fn, device) -> dict:
+    """Count host-device synchronisations made by one call of fn (CUDA runtime events)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    counts = {}
+    for e in prof.key_averages():
+        if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaMemcpyAsync", "Memcpy DtoH (Device -> Pageable)",
+                     "Memcpy DtoH (Device -> Pinned)", "aten::item", "aten::_local_scalar_dense", "aten::nonzero"):
+            counts[e.key] = e.count
+    return counts
+
+
 def main():
     ap = model_arguments(__doc__.split("\n")[0])
     ap.add_argument("--beams", type=int, default=16)
     ap.add_argument("--prompts", type=int, default=64)
     ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--profile", action="store_true", help="count host syncs in one beam search (CUDA)")
+    ap.add_argument("--skip-hf", action="store_true", help="leave out (b), e.g. at 50 beams on a large model")
     ap.add_argument("--out", default="bench/results/decode.json")
     args = ap.parse_args()
     device, dtype = setup(args)
@@ -111,7 +134,28 @@ def main():
     def run_d(ids, mask):
         return sample(model, ids, mask, trie, G, generator=gen)
 
-    methods = {"a_grporec_beam": run_a, "a2_grporec_beam_expanded_kv": run_a2, "b_hf_generate_processor": run_b, "c_grporec_unmasked": run_c, "d_grporec_sample": run_d}
+    @torch.no_grad()
+    def run_e(ids, mask):
+        """Bare forwards: prefill [B, T], then L-1 one-token steps of [B*G] rows over the prompt's KV."""
+        B, T = ids.shape
+        cache = DynamicCache()
+        model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=True,
+              **forward_kwargs(model, cache=cache, keep_last=1))
+        for layer in cache.layers:  # each prompt's KV for its G rows (not timed as a forward, but counted in (e))
+            layer.keys = layer.keys.repeat_interleave(G, 0)
+            layer.values = layer.values.repeat_interleave(G, 0)
+        full_mask = mask.repeat_interleave(G, 0)
+        tok = ids[:, -1:].repeat_interleave(G, 0)
+        for d in range(trie.depth - 1):
+            full_mask = torch.cat([full_mask, full_mask.new_ones(B * G, 1)], 1)
+            pos = (full_mask.sum(1, keepdim=True) - 1)
+            model(input_ids=tok, attention_mask=full_mask, position_ids=pos, use_cache=True, **forward_kwargs(model, cache=cache))
+        return None
+
+    methods = {"a_grporec_beam": run_a, "a2_grporec_beam_expanded_kv": run_a2, "b_hf_generate_processor": run_b,
+               "c_grporec_unmasked": run_c, "d_grporec_sample": run_d, "e_bare_forwards": run_e}
+    if args.skip_hf:
+        methods.pop("b_hf_generate_processor")
     for fn in methods.values():  # warm-up on the first batch
         fn(*batches[0])
     # Interleave the methods round by round and keep each one's median round, so that a slow
@@ -133,16 +177,20 @@ def main():
         results[name] = {"seconds": med, "prompts_per_s": len(samples) / med, "rounds": times}
     assert outputs["a_grporec_beam"] == outputs["a2_grporec_beam_expanded_kv"] or args.dtype != "float32", "cache modes disagree"
     a_items = [set(x[i:i + G]) for out in outputs["a_grporec_beam"] for x in [out] for i in range(0, len(x), G)]
-    b_items = [set(x[i:i + G]) for out in outputs["b_hf_generate_processor"] for x in [out] for i in range(0, len(x), G)]
-    overlap = sum(len(a & b) for a, b in zip(a_items, b_items)) / sum(len(a) for a in a_items)
-    speedup = results["b_hf_generate_processor"]["seconds"] / results["a_grporec_beam"]["seconds"]
+    overlap = speedup = float("nan")
+    if "b_hf_generate_processor" in results:
+        b_items = [set(x[i:i + G]) for out in outputs["b_hf_generate_processor"] for x in [out] for i in range(0, len(x), G)]
+        overlap = sum(len(a & b) for a, b in zip(a_items, b_items)) / sum(len(a) for a in a_items)
+        speedup = results["b_hf_generate_processor"]["seconds"] / results["a_grporec_beam"]["seconds"]
     mask_overhead = results["a_grporec_beam"]["seconds"] / results["c_grporec_unmasked"]["seconds"] - 1
+    over_bare = results["a_grporec_beam"]["seconds"] / results["e_bare_forwards"]["seconds"]
+    syncs = profile_syncs(lambda: run_a(*batches[0]), device) if args.profile and device.type == "cuda" else None
     report = {
         "config": vars(args), "platform": platform.platform(), "torch": torch.__version__,
         "device_name": torch.cuda.get_device_name() if device.type == "cuda" else platform.processor() or "cpu",
         "catalog_items": len(catalog), "trie": trie.stats(), "vocab": len(tok),
         "results": results, "speedup_a_over_b": speedup, "item_overlap_a_in_b": overlap,
-        "mask_overhead_a_over_c": mask_overhead,
+        "mask_overhead_a_over_c": mask_overhead, "a_over_bare_forwards": over_bare, "host_syncs_per_beam_search": syncs,
     }
     print(f"{args.shape} model, {args.data} prompts, G={G}, {len(samples)} prompts in batches of {args.batch}, "
           f"{args.device} {args.dtype}, {args.threads} threads, median of {args.rounds} interleaved rounds")
@@ -151,7 +199,9 @@ def main():
     for name, r in results.items():
         print(f"{name:28s} {r['seconds']:9.3f} {r['prompts_per_s']:10.1f}")
     print(f"speed-up (a) over (b): {speedup:.1f}x   items of (a) also in (b): {overlap:.1%}   "
-          f"mask overhead (a)/(c)-1: {mask_overhead:+.1%}")
+          f"mask overhead (a)/(c)-1: {mask_overhead:+.1%}   (a) / bare forwards (e): {over_bare:.2f}x")
+    if syncs is not None:
+        print(f"host syncs in one beam search of {args.batch} prompts: {syncs}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"wrote {args.out}")

@@ -40,6 +40,10 @@ class DataConfig:
     synthetic_preset: str | None = None  # demo only: generate this embedded dataset if absent
     synthetic_root: str | None = None  # where the synthetic dataset's files go
     synthetic_seed: int = 0
+    # A valid CSV to derive train_file and valid_file from when they are absent (for datasets without a
+    # public train split, e.g. Office_Products): each user's latest row becomes valid_file, every
+    # earlier transition a training row (python -m grporec.data.derive --holdout).
+    derive_from: str | None = None
 
 
 @dataclass
@@ -85,9 +89,10 @@ class SasrecConfig:
 class RewardConfig:
     """Which rewards score a completion, and their weights."""
 
-    # MiniOneRec names: rule, ranking (= rule + ndcg_rule), ranking_only (= ndcg_rule), semantic, sasrec.
-    reward_type: Literal["rule", "ranking", "ranking_only", "semantic", "sasrec"] = "ranking"
-    # An explicit list of reward functions (rule, ndcg_rule, semantic, sasrec) overrides reward_type.
+    # MiniOneRec names: rule, ranking (= rule + ndcg_rule), ranking_only (= ndcg_rule), semantic, sasrec;
+    # grporec's: prefix (partial credit per shared leading SID level), ranking_prefix (= ranking + prefix).
+    reward_type: Literal["rule", "ranking", "ranking_only", "semantic", "sasrec", "prefix", "ranking_prefix"] = "ranking"
+    # An explicit list of reward functions (rule, ndcg_rule, prefix, semantic, sasrec) overrides reward_type.
     names: list[str] | None = None
     weights: list[float] | None = None  # one per name (default all 1.0)
     semantic_embeddings: str | None = None  # .npy [N_items, D], rows in catalog item order
@@ -101,6 +106,9 @@ class RLConfig:
     datasets: list[str] = field(default_factory=lambda: ["sid_history", "title2sid", "title_history"])
     num_generations: int = 16  # G completions per prompt
     rollout: Literal["beam", "sample", "dynamic"] = "beam"  # constrained beam search, sampling, dynamic sampling
+    # Ground-truth injection: a group whose G completions miss the prompt's own target gets the target in
+    # place of its lowest-ranked completion, so every group has a hit (an off-policy row; see README).
+    add_gt: bool = False
     temperature: float = 1.0  # sampling temperature (also divides the logits of the loss's log-probs when sampling)
     beta: float = 1e-3  # KL coefficient; 0 disables the reference model entirely
     kl_estimator: Literal["k3", "k3+"] = "k3"

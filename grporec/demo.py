@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from grporec import dist
+from grporec.baselines import evaluate_baselines
 from grporec.checkpoint import latest_checkpoint
 from grporec.config import Config, dump_config, parse_cli
 from grporec.data import synth
@@ -57,6 +58,23 @@ def ensure_synthetic_data(cfg: Config) -> None:
     print(f"[data] generated the synthetic '{d.synthetic_preset}' dataset (seed {d.synthetic_seed}) in {root}")
 
 
+def ensure_derived_data(cfg: Config) -> None:
+    """Derive data.train_file and data.valid_file from data.derive_from unless both exist."""
+    d = cfg.data
+    if d.derive_from is None or (d.train_file and Path(d.train_file).is_file() and d.valid_file and Path(d.valid_file).is_file()):
+        return
+    if not d.train_file or not d.valid_file:
+        raise SystemExit("data.derive_from needs data.train_file and data.valid_file: the files it writes")
+    from grporec.data.derive import split_holdout, write_csv
+    from grporec.data.formats import read_interactions
+
+    train, held = split_holdout(read_interactions(d.derive_from))
+    write_csv(held, d.valid_file)
+    write_csv(train, d.train_file)
+    print(f"[data] derived {len(train)} training rows ({d.train_file}) and {len(held)} held-out valid rows "
+          f"({d.valid_file}) from {d.derive_from}")
+
+
 def evaluate_model(cfg: Config, model_dir: Path, out: Path, env) -> dict:
     """Test-split metrics of an HF model directory, written to `out`."""
     catalog = load_data_catalog(cfg.data)
@@ -80,6 +98,7 @@ def run_demo(cfg: Config) -> dict:
 
     t = time.perf_counter()
     ensure_synthetic_data(cfg)
+    ensure_derived_data(cfg)
     catalog = load_data_catalog(cfg.data)
     print(f"[data] {catalog.describe()}")
     timings["data"] = time.perf_counter() - t
@@ -125,10 +144,13 @@ def run_demo(cfg: Config) -> dict:
     sasrec_metrics = evaluate_sasrec(SASRec.load(sasrec_dir, env.device), catalog, load_split(cfg.data, "test", catalog),
                                      ks=tuple(cfg.eval.ks))
     timings["sasrec"] = time.perf_counter() - t
+    baselines = evaluate_baselines(cfg, "test", cfg.eval.test_beams)
+    for m in baselines.values():
+        m.pop("ranks")
     timings["total"] = time.perf_counter() - t_all
 
     diff, se = paired_difference(sft_metrics.pop("ranks"), grpo_metrics.pop("ranks"), 10)
-    results = {"SASRec": sasrec_metrics, "SFT": sft_metrics, "GRPO": grpo_metrics, "seconds": timings,
+    results = {"MostPop": baselines["most_popular"], "Markov": baselines["markov"], "SASRec": sasrec_metrics, "SFT": sft_metrics, "GRPO": grpo_metrics, "seconds": timings,
                "prompt_style": cfg.eval.prompt_style, "beams": cfg.eval.test_beams,
                "grpo_minus_sft_ndcg@10": {"mean": diff, "stderr": se, "rows": sft_metrics["rows"]}}
     (root / "demo_results.json").write_text(json.dumps(results, indent=2))
@@ -142,9 +164,9 @@ def run_demo(cfg: Config) -> dict:
 def results_table(results: dict, ks) -> str:
     cols = [f"{m}@{k}" for m in ("hr", "ndcg") for k in ks]
     lines = [f"\nTest split, {results['beams']}-beam constrained decoding ({results['prompt_style']} prompt); "
-             f"SASRec ranks all SIDs", "| model | " + " | ".join(c.upper() for c in cols) + " |",
+             f"SASRec ranks all SIDs; MostPop and Markov are the classical baselines (grporec.baselines)", "| model | " + " | ".join(c.upper() for c in cols) + " |",
              "|---|" + "---:|" * len(cols)]
-    for name in ("SASRec", "SFT", "GRPO"):
+    for name in ("MostPop", "Markov", "SASRec", "SFT", "GRPO"):
         lines.append(f"| {name} | " + " | ".join(f"{results[name][c]:.4f}" for c in cols) + " |")
     d = results["grpo_minus_sft_ndcg@10"]
     lines.append(f"\nGRPO - SFT, NDCG@10: {d['mean']:+.4f} (paired over the same {d['rows']} rows: standard error "

@@ -1,8 +1,9 @@
 """Distributed is optional and detected: rank, world size and device from the environment.
 
-Without torchrun this is one process and every helper is a no-op. Under torchrun the process
-group uses gloo on CPU and nccl on CUDA, and `shard` applies FSDP2 (`fully_shard` on each decoder
-layer, then the root) with bf16 compute and fp32 reduction on CUDA.
+Without torchrun this is one process and every helper is a no-op. Under torchrun, even with one
+rank, the process group uses gloo on CPU and nccl on CUDA, and `shard` applies FSDP2
+(`fully_shard` on each decoder layer, then the root) with bf16 compute and fp32 reduction on
+CUDA: `torchrun --nproc_per_node=1` runs the same code path as eight ranks.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class DistEnv:
     world_size: int
     local_rank: int
     device: torch.device
+    launched: bool = False  # started by torchrun (a process group exists, even for one rank)
 
     @property
     def is_main(self) -> bool:
@@ -26,7 +28,7 @@ class DistEnv:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        return self.world_size > 1 or self.launched
 
 
 def setup() -> DistEnv:
@@ -34,14 +36,15 @@ def setup() -> DistEnv:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
+    launched = "TORCHELASTIC_RUN_ID" in os.environ or world > 1  # torchrun sets TORCHELASTIC_RUN_ID
     if torch.cuda.is_available():
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
     else:
         device = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
+    if launched and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return DistEnv(rank, world, local, device)
+    return DistEnv(rank, world, local, device, launched)
 
 
 def teardown() -> None:

@@ -16,7 +16,7 @@ from grporec.config import Config
 from grporec.data import datasets as D
 from grporec.data.catalog import Catalog
 from grporec.data.load import load_item_features, load_split
-from grporec.decode import Rollout, beam_search, dynamic_sample, left_pad, sample
+from grporec.decode import Rollout, beam_search, dynamic_sample, inject_targets, left_pad, sample
 from grporec.logprobs import completion_logps
 from grporec.loss import grpo_loss
 from grporec.models.policy import load_policy
@@ -89,32 +89,40 @@ def autocast(env: dist.DistEnv, cfg: Config):
 
 @dataclass
 class Chunk:
-    """One decode batch: its samples and their rollout."""
+    """One decode batch: its samples, their rollout, and each prompt's target label [B] (-1 if
+    the target is not in the trie)."""
 
     samples: list[D.Sample]
     rollout: Rollout
+    targets: torch.Tensor
 
 
 @torch.no_grad()
 def generate(policy, tokenizer, trie, samples: list[D.Sample], cfg: Config, label_of: dict[str, int],
              generator: torch.Generator, env: dist.DistEnv) -> list[Chunk]:
-    """G completions per prompt, in decode batches of train.rollout_batch_prompts."""
+    """G completions per prompt, in decode batches of train.rollout_batch_prompts.
+
+    With rl.add_gt, a group that misses its own target gets the target in place of its last
+    (lowest-ranked) completion (`inject_targets`), so that every group holds a hit.
+    """
     policy.eval()
     G, chunks = cfg.rl.num_generations, []
     for i in range(0, len(samples), cfg.train.rollout_batch_prompts):
         part = samples[i:i + cfg.train.rollout_batch_prompts]
         ids, mask = left_pad([tokenizer.encode(s.prompt, add_special_tokens=False) for s in part], tokenizer.pad_token_id, env.device)
+        targets = torch.tensor([label_of.get(s.target_sid, -1) for s in part], device=env.device)  # [B]
         with autocast(env, cfg):
             if cfg.rl.rollout == "beam":
                 r = beam_search(policy, ids, mask, trie, G)
             elif cfg.rl.rollout == "sample":
                 r = sample(policy, ids, mask, trie, G, cfg.rl.temperature, generator)
             elif cfg.rl.rollout == "dynamic":
-                targets = torch.tensor([label_of.get(s.target_sid, -1) for s in part], device=env.device)
                 r = dynamic_sample(policy, ids, mask, trie, G, targets, cfg.rl.temperature, generator)
             else:
                 raise ValueError(f"rl.rollout must be beam, sample or dynamic, got {cfg.rl.rollout!r}")
-        chunks.append(Chunk(part, r))
+        if cfg.rl.add_gt:
+            r = inject_targets(r, targets, trie)
+        chunks.append(Chunk(part, r, targets))
     policy.train()
     return chunks
 
@@ -200,11 +208,16 @@ def sync_reference(reference, policy, alpha: float) -> None:
 
 def rollout_metrics(chunks: list[Chunk]) -> dict[str, float]:
     """categorical_diversity: distinct completions per group / G; token_diversity: distinct token
-    ids / valid completion tokens; completion_length: valid tokens per completion."""
-    groups, distinct, tokens, lengths = 0, 0.0, [], []
+    ids / valid completion tokens; completion_length: valid tokens per completion;
+    frac_groups_without_hit: groups whose decoded completions all miss the target (before any
+    injection); frac_injected: groups that got the target injected (rl.add_gt)."""
+    groups, distinct, tokens, lengths, missed, injected = 0, 0.0, [], [], 0, 0
     for ch in chunks:
         r = ch.rollout
         G = r.group_size
+        decoded_hit = ((r.labels == ch.targets.repeat_interleave(G)) & ~r.injected).view(-1, G).any(1)
+        missed += int((~decoded_hit).sum())
+        injected += int(r.injected.view(-1, G).any(1).sum())
         for b in range(r.num_prompts):
             names = [x for x in r.sids[b * G:(b + 1) * G] if x is not None]
             distinct += len(set(names)) / G
@@ -217,4 +230,6 @@ def rollout_metrics(chunks: list[Chunk]) -> dict[str, float]:
         "categorical_diversity": distinct / max(groups, 1),
         "token_diversity": all_tokens.unique().numel() / max(all_tokens.numel(), 1),
         "completion_length": torch.cat(lengths).mean().item(),
+        "frac_groups_without_hit": missed / max(groups, 1),
+        "frac_injected": injected / max(groups, 1),
     }

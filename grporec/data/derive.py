@@ -3,6 +3,11 @@
 For datasets whose upstream train split is not available (Office_Products here): each valid row,
 plus every prefix of its history followed by the next history item, deduplicated. Valid targets
 all precede test targets in time, so evaluating on test leaks nothing; never derive from test.
+
+`--holdout H.csv` keeps a validation split for choices: each user's latest valid row (the last
+of the user's rows, which are chronological sliding windows) goes to H.csv and not to the
+training rows, so that recipes can be chosen on targets the model never trained on, and test
+stays for the final figures. The training rows are then every earlier transition.
 """
 from __future__ import annotations
 
@@ -30,6 +35,21 @@ def derive_rows(rows: list[Interaction]) -> list[Interaction]:
     return out
 
 
+def split_holdout(rows: list[Interaction]) -> tuple[list[Interaction], list[Interaction]]:
+    """(training rows, held-out rows): each user's last row is held out, the rest derived.
+
+    A user's rows are consecutive sliding windows in file order (each row's history ends with the
+    previous row's target); the derived rows never include a held-out row itself.
+    """
+    last: dict[str, Interaction] = {}
+    for r in rows:
+        last[r.user_id] = r
+    held = list(last.values())
+    held_keys = {(r.user_id, r.history_ids, r.item_id) for r in held}
+    train = [r for r in derive_rows(rows) if (r.user_id, r.history_ids, r.item_id) not in held_keys]
+    return train, held
+
+
 def write_csv(rows: list[Interaction], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,12 +65,19 @@ def write_csv(rows: list[Interaction], path: str | Path) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m grporec.data.derive", description=__doc__.split("\n")[0])
     ap.add_argument("--valid", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="the training CSV to write")
+    ap.add_argument("--holdout", help="also hold out each user's latest valid row and write them here")
     args = ap.parse_args(argv)
-    if Path(args.out).resolve() == Path(args.valid).resolve():
-        raise SystemExit("--out must differ from --valid")
+    outs = [args.out] + ([args.holdout] if args.holdout else [])
+    if any(Path(o).resolve() == Path(args.valid).resolve() for o in outs) or len(set(outs)) < len(outs):
+        raise SystemExit("--out, --holdout and --valid must be three different files")
     rows = read_interactions(args.valid)
-    derived = derive_rows(rows)
+    if args.holdout:
+        derived, held = split_holdout(rows)
+        write_csv(held, args.holdout)
+        print(f"held out {len(held)} rows (each user's latest) -> {args.holdout}")
+    else:
+        derived = derive_rows(rows)
     write_csv(derived, args.out)
     print(f"derived {len(derived)} training rows from {len(rows)} valid rows -> {args.out}")
 

@@ -28,6 +28,8 @@ class Rollout:
     valid: [B*G] bool, False for beams that could not be filled with a catalog completion.
     labels: [B*G] long, index of the completion in the trie's label list, -1 when invalid.
     sids: [B*G] the completion's name (the trie's item mapping, e.g. its SID), None when invalid.
+    injected: [B*G] bool, True for a row written by `inject_targets` rather than decoded (its
+        token_logps and score are NaN: it was never drawn from the decoding distribution).
     """
 
     prompt_ids: torch.Tensor
@@ -40,6 +42,11 @@ class Rollout:
     labels: torch.Tensor
     sids: list[str | None]
     group_size: int
+    injected: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.injected is None:
+            self.injected = torch.zeros_like(self.valid)
 
     @property
     def num_prompts(self) -> int:
@@ -55,7 +62,43 @@ class Rollout:
         idx = rows.tolist()
         return Rollout(self.prompt_ids, self.prompt_mask, self.completion_ids[rows], self.completion_mask[rows],
                        self.token_logps[rows], self.scores[rows], self.valid[rows], self.labels[rows],
-                       [self.sids[i] for i in idx], group_size)
+                       [self.sids[i] for i in idx], group_size, self.injected[rows])
+
+
+def inject_targets(r: Rollout, targets: torch.Tensor, trie) -> Rollout:
+    """Ground-truth injection: in each group whose G completions all miss its target, the last
+    (lowest-ranked) row is replaced by the target's completion from the trie.
+
+    Args:
+        r: a rollout of B prompts x G.
+        targets: [B] long, each prompt's own target label (-1: no target, the group is left alone).
+        trie: the trie the rollout was decoded with (its `path` gives the target's token ids).
+    Returns:
+        A new Rollout; replaced rows are valid, carry the target's ids, mask, label and name, are
+        flagged in `injected`, and have NaN token_logps and score (they were not decoded).
+    """
+    B, G = r.num_prompts, r.group_size
+    labels = r.labels.view(B, G)
+    missing = (targets >= 0) & ~(labels == targets.unsqueeze(1)).any(1)  # [B]
+    if not bool(missing.any()):
+        return r
+    rows = missing.nonzero().squeeze(1) * G + (G - 1)  # [M] the last row of each such group
+    ids, mask = trie.path(targets[missing])
+    L = r.completion_ids.shape[1]
+    if ids.shape[1] != L:
+        raise ValueError(f"trie paths have {ids.shape[1]} tokens but the rollout's completions have {L}")
+    out = Rollout(r.prompt_ids, r.prompt_mask, r.completion_ids.clone(), r.completion_mask.clone(), r.token_logps.clone(),
+                  r.scores.clone(), r.valid.clone(), r.labels.clone(), list(r.sids), G, r.injected.clone())
+    out.completion_ids[rows] = ids
+    out.completion_mask[rows] = mask.to(out.completion_mask.dtype)
+    out.token_logps[rows] = float("nan")
+    out.scores[rows] = float("nan")
+    out.valid[rows] = True
+    out.labels[rows] = targets[missing]
+    out.injected[rows] = True
+    for row, name in zip(rows.tolist(), trie.names_of(targets[missing])):
+        out.sids[row] = name
+    return out
 
 
 def left_pad(prompts: list[list[int]], pad_id: int, device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:

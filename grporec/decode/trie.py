@@ -29,6 +29,9 @@ class SidTrie:
     columns[d]: [C_d] long, token id per column (PAD_COLUMN for the padding column).
     next_state[d]: [S_d, C_d] int32, child state index at depth d+1, -1 where not allowed.
     leaf_label[S_L]: long, the label index of each final state.
+    paths: [num_labels, L] long, each label's token ids, `pad_id` after its EOS, and
+        path_lengths: [num_labels] long, its length (what ground-truth injection writes into a
+        rollout; a length, not a search for pad_id, because pad_id may equal EOS).
     """
 
     columns: list[torch.Tensor]
@@ -36,6 +39,8 @@ class SidTrie:
     leaf_label: torch.Tensor
     pad_id: int
     num_labels: int
+    paths: torch.Tensor | None = None
+    path_lengths: torch.Tensor | None = None
     names: list[str] | None = None  # optional name per label (e.g. the SID), returned as is
 
     @property
@@ -82,12 +87,22 @@ class SidTrie:
             leaf = states[L][tuple(s)]
             if leaf_label[leaf] < 0:  # duplicates (SID collisions upstream) map to the first label
                 leaf_label[leaf] = i
+        paths = torch.tensor([[pad_id if t == PAD_COLUMN else t for t in s] for s in padded], dtype=torch.long)
+        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
         return cls(columns=columns, next_state=tables, leaf_label=leaf_label.to(device), pad_id=pad_id,
-                   num_labels=len(sequences), names=names)
+                   num_labels=len(sequences), paths=paths.to(device), path_lengths=lengths.to(device), names=names)
 
     def to(self, device: str | torch.device) -> "SidTrie":
         return SidTrie([c.to(device) for c in self.columns], [t.to(device) for t in self.next_state],
-                       self.leaf_label.to(device), self.pad_id, self.num_labels, self.names)
+                       self.leaf_label.to(device), self.pad_id, self.num_labels,
+                       None if self.paths is None else self.paths.to(device),
+                       None if self.path_lengths is None else self.path_lengths.to(device), self.names)
+
+    def path(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Token ids [R, L] of labels [R] (all >= 0) and their mask (1 up to and including EOS)."""
+        ids = self.paths[labels]
+        mask = torch.arange(ids.shape[1], device=ids.device) < self.path_lengths[labels].unsqueeze(1)
+        return ids, mask.long()
 
     def allowed(self, d: int, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Children of `state` [R] at depth d: (next_state [R, C_d], allowed mask [R, C_d]).

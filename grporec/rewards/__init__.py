@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 
 from grporec.rewards.inputs import RewardInputs
-from grporec.rewards.rule import ndcg_rule_reward, ndcg_weights, rule_reward
+from grporec.rewards.rule import ndcg_rule_reward, ndcg_weights, prefix_reward, rule_reward
 from grporec.rewards.semantic import SidEmbeddings, semantic_reward
 
 REWARD_TYPES: dict[str, list[tuple[str, float]]] = {
@@ -22,8 +22,10 @@ REWARD_TYPES: dict[str, list[tuple[str, float]]] = {
     "ranking_only": [("ndcg_rule", 1.0)],
     "semantic": [("semantic", 1.0)],
     "sasrec": [("sasrec", 1.0)],
+    "prefix": [("prefix", 1.0)],
+    "ranking_prefix": [("rule", 1.0), ("ndcg_rule", 1.0), ("prefix", 1.0)],
 }
-REWARD_NAMES = ("rule", "ndcg_rule", "semantic", "sasrec")
+REWARD_NAMES = ("rule", "ndcg_rule", "prefix", "semantic", "sasrec")
 RewardFn = Callable[[RewardInputs], torch.Tensor]
 
 
@@ -55,6 +57,8 @@ class RewardSet:
                 self.fns[name] = rule_reward
             elif name == "ndcg_rule":
                 self.fns[name] = ndcg_rule_reward
+            elif name == "prefix":
+                self.fns[name] = prefix_reward
             elif name == "semantic":
                 if embeddings is None:
                     raise ValueError("the semantic reward needs reward.semantic_embeddings (a .npy matrix)")
@@ -79,4 +83,4 @@ class RewardSet:
 
 
 __all__ = ["RewardInputs", "RewardSet", "REWARD_TYPES", "resolve_rewards", "rule_reward", "ndcg_rule_reward",
-           "ndcg_weights", "semantic_reward", "SidEmbeddings"]
+           "ndcg_weights", "prefix_reward", "semantic_reward", "SidEmbeddings"]

@@ -1,13 +1,16 @@
-"""Rule rewards: exact SID match, and MiniOneRec's rank-aware penalty for misses (ndcg_rule)."""
+"""Rule rewards: exact SID match, MiniOneRec's rank-aware penalty for misses (ndcg_rule), and
+partial credit for the leading SID levels a completion shares with the target (prefix)."""
 from __future__ import annotations
 
 import math
+import re
 
 import torch
 
 from grporec.rewards.inputs import RewardInputs
 
 _STRIP = ' \n"'  # completions may carry the newline, quotes or spaces around the SID
+_LEVEL = re.compile(r"<[^<>]*>")  # one SID level token, e.g. <b_118>
 
 
 def normalise(sid: str | None) -> str | None:
@@ -32,3 +35,32 @@ def ndcg_rule_reward(x: RewardInputs) -> torch.Tensor:
     w = ndcg_weights(x.group_size)[x.ranks.cpu().view(-1, x.group_size)]  # [B, G]
     group_has_hit = hit.amax(dim=1, keepdim=True) > 0
     return torch.where(group_has_hit & (hit == 0), w, torch.zeros_like(w)).view(-1)
+
+
+def sid_levels(sid: str) -> list[str]:
+    """The level tokens of an SID, coarse to fine: `<a_1><b_2><c_3>` -> [`<a_1>`, `<b_2>`, `<c_3>`]."""
+    return _LEVEL.findall(sid)
+
+
+def shared_prefix_levels(a: list[str], b: list[str]) -> int:
+    """How many leading levels two SIDs have in common."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def prefix_reward(x: RewardInputs) -> torch.Tensor:
+    """Partial credit: (leading SID levels shared with the target) / (the target's levels).
+
+    The SID is a coarse-to-fine code, so a completion in the target's first-level category is less
+    wrong than one outside it: for a 3-level target, an exact hit scores 1, the right first two
+    levels 2/3, the right first level 1/3, anything else (and an invalid completion) 0.
+    """
+    out = []
+    for c, t in zip(x.completions, x.targets_per_row()):
+        target = sid_levels(normalise(t))
+        out.append(0.0 if c is None or not target else shared_prefix_levels(sid_levels(normalise(c)), target) / len(target))
+    return torch.tensor(out)
