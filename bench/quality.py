@@ -39,17 +39,19 @@ from grporec.decode import build_catalog_trie  # noqa: E402
 from grporec.evaluate import eval_samples, evaluate  # noqa: E402
 from grporec.metrics import paired_difference  # noqa: E402
 
-# Each variant is a list of overrides on top of the config's GRPO settings.
+# Each variant is a list of overrides on top of the config's GRPO settings (lr, steps, batch), after
+# BASE resets what variants differ in, so that the config's own recipe does not leak into them.
+BASE = ["reward.names=null", "reward.reward_type=ranking", "rl.rollout=beam", "rl.add_gt=false", "rl.beta=1e-3"]
 VARIANTS: dict[str, list[str]] = {
-    "published": ["reward.reward_type=ranking", "rl.rollout=beam"],  # MiniOneRec's recipe
-    "add_gt": ["reward.reward_type=ranking", "rl.rollout=beam", "rl.add_gt=true"],
-    "prefix": ["reward.reward_type=ranking_prefix", "rl.rollout=beam"],
-    "add_gt+prefix": ["reward.reward_type=ranking_prefix", "rl.rollout=beam", "rl.add_gt=true"],
-    "sample": ["reward.reward_type=ranking", "rl.rollout=sample"],
+    "published": [],  # MiniOneRec's recipe: 16 beams, rule + ndcg_rule, beta 1e-3
+    "add_gt": ["rl.add_gt=true"],
+    "prefix": ["reward.reward_type=ranking_prefix"],
+    "add_gt+prefix": ["reward.reward_type=ranking_prefix", "rl.add_gt=true"],
+    "sample": ["rl.rollout=sample"],
     "add_gt+prefix+sample": ["reward.reward_type=ranking_prefix", "rl.rollout=sample", "rl.add_gt=true"],
     # Sampled groups have no beam rank, so ndcg_rule's rank penalty is noise there: rule + prefix only.
     "add_gt+rule_prefix+sample": ["reward.names=[rule,prefix]", "rl.rollout=sample", "rl.add_gt=true"],
-    "add_gt+prefix+beta0.04": ["reward.reward_type=ranking_prefix", "rl.rollout=beam", "rl.add_gt=true", "rl.beta=0.04"],
+    "add_gt+prefix+beta0.04": ["reward.reward_type=ranking_prefix", "rl.add_gt=true", "rl.beta=0.04"],
 }
 METRICS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20")
 PAIRED = (("ndcg", 10), ("hr", 10), ("hr", 20))
@@ -82,7 +84,7 @@ def run_job(cfg: Config, variant: str, seed: int, steps: int, device: str) -> di
 
     root = Path(cfg.output_dir)
     run_dir = root / "quality" / variant / f"seed{seed}"
-    overrides = VARIANTS[variant] + [f"seed={seed}", f"output_dir={run_dir}", f"model.path={root / 'sft' / 'best'}",
+    overrides = BASE + VARIANTS[variant] + [f"seed={seed}", f"output_dir={run_dir}", f"model.path={root / 'sft' / 'best'}",
                                      "train.eval_steps=0", "train.progress=false", "train.save_total_limit=1"]
     overrides += [f"train.max_steps={steps}"] if steps > 0 else []
     run_cfg = load_config(ARGS.config, ARGS.overrides + overrides)
@@ -218,7 +220,7 @@ def main():
     strip = lambda m: {k: x for k, x in m.items() if k != "ranks"}  # noqa: E731
     report = {
         "config": ARGS.config, "overrides": ARGS.overrides, "device": torch.cuda.get_device_name() if ARGS.device.startswith("cuda") else "cpu",
-        "steps": ARGS.steps, "seeds": ARGS.seeds, "variants_overrides": {v: VARIANTS[v] for v in ARGS.variants},
+        "steps": ARGS.steps, "seeds": ARGS.seeds, "variants_overrides": {v: BASE + VARIANTS[v] for v in ARGS.variants},
         "sft": {split: strip(m) for split, m in sft.items()},
         "baselines": {split: {n: strip(m) for n, m in b.items()} for split, b in baselines.items()},
         "variants": summarise(sft, runs), "runs": [{**r, "scores": {k: strip(m) for k, m in r["scores"].items()}} for r in runs],

@@ -89,8 +89,11 @@ def test_micro_batches_give_the_same_update(tiny_cfg, tiny_model_dir, tmp_path, 
         r = loop.train(cfg, ENV)
         out.append((r["history"][0]["loss"], params(r["checkpoint"] / "policy")))
     assert out[0][0] == pytest.approx(out[1][0], abs=1e-6)
+    # Adam's first step moves a parameter by lr * g / (|g| + eps): where |g| is near eps (1e-8), the
+    # rounding of a different summation order moves it by a visible fraction of lr (1.2e-6 seen on
+    # one of 2,048 weights). A wrong micro-batch weighting changes update directions by ~lr = 1e-3.
     for k in out[0][1]:
-        torch.testing.assert_close(out[0][1][k], out[1][1][k], atol=1e-6, rtol=1e-5)
+        torch.testing.assert_close(out[0][1][k], out[1][1][k], atol=1e-5, rtol=1e-5)
 
 
 def _losses(run_dir):

@@ -55,7 +55,8 @@ def test_sigterm_writes_a_checkpoint_and_exits_zero(tiny_cfg, tiny_model_dir, tm
 
 
 def test_torchrun_two_ranks_matches_one_process(tiny_cfg, tiny_model_dir, tmp_path):
-    """FSDP2 over 2 gloo ranks, each decoding 2 of the 4 prompts, against 1 process decoding all 4.
+    """FSDP2 over 2 gloo ranks, each decoding 2 of the 4 prompts, and torchrun with 1 rank (process
+    group and FSDP2 all the same), against 1 process decoding all 4.
 
     Same global batch, so the first step's loss, reward and KL, and the parameters after it,
     must agree; the only differences are float rounding from different padding and reduction
@@ -64,20 +65,24 @@ def test_torchrun_two_ranks_matches_one_process(tiny_cfg, tiny_model_dir, tmp_pa
     runs = {}
     for name, launcher in (("one", [sys.executable, "-m", "grporec.loop"]),
                            ("two", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                                    "--master_port=29517", "-m", "grporec.loop"])):
+                                    "--master_port=29517", "-m", "grporec.loop"]),
+                           ("torchrun1", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1",
+                                          "--master_port=29518", "-m", "grporec.loop"])):
         cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / name, "train.max_steps=2", "rl.ref_sync_steps=1")
         (tmp_path / f"{name}.yaml").write_text(dump_config(cfg))
         r = subprocess.run(launcher + ["--config", str(tmp_path / f"{name}.yaml")], env=_env(), cwd=tmp_path,
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         runs[name] = _step_lines(tmp_path / name)
-    for a, b in zip(runs["one"], runs["two"]):
-        for k in ("loss", "reward", "kl", "categorical_diversity"):
-            assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-8), (k, a[k], b[k])
-    p1 = params(latest_checkpoint(tmp_path / "one") / "policy")
-    p2 = params(latest_checkpoint(tmp_path / "two") / "policy")
-    r1 = params(latest_checkpoint(tmp_path / "one") / "reference")
-    r2 = params(latest_checkpoint(tmp_path / "two") / "reference")
-    for k in p1:
-        torch.testing.assert_close(p2[k], p1[k], atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(r2[k], r1[k], atol=1e-5, rtol=1e-5)
+    for other in ("two", "torchrun1"):
+        assert len(runs[other]) == len(runs["one"]) == 2
+        for a, b in zip(runs["one"], runs[other]):
+            for k in ("loss", "reward", "kl", "categorical_diversity"):
+                assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-8), (other, k, a[k], b[k])
+        p1 = params(latest_checkpoint(tmp_path / "one") / "policy")
+        p2 = params(latest_checkpoint(tmp_path / other) / "policy")
+        r1 = params(latest_checkpoint(tmp_path / "one") / "reference")
+        r2 = params(latest_checkpoint(tmp_path / other) / "reference")
+        for k in p1:
+            torch.testing.assert_close(p2[k], p1[k], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(r2[k], r1[k], atol=1e-5, rtol=1e-5)

@@ -91,3 +91,17 @@ def test_semantic_embeddings_shape_checked(tmp_path):
 def test_reward_inputs_layout_checked():
     with pytest.raises(ValueError, match="3 completions and 3 ranks for 2 targets x G=2"):
         RewardInputs(["a", "b", "c"], ["a", "b"], 2, torch.arange(3))
+
+
+def test_prefix_reward_credits_shared_leading_levels():
+    from grporec.rewards.rule import prefix_reward
+
+    t = "<a_1><b_2><c_3>"
+    x = inputs(["<a_1><b_2><c_3>\n", "<a_1><b_2><c_4>", "<a_1><b_5><c_3>", "<a_9><b_2><c_3>", None], [t], 5)
+    # 3 levels shared -> 3/3; the first two -> 2/3; only the first -> 1/3 (c matches but b does not:
+    # a prefix, not a bag of levels); a different first level -> 0; invalid -> 0
+    torch.testing.assert_close(prefix_reward(x), torch.tensor([1.0, 2 / 3, 1 / 3, 0.0, 0.0]))
+    assert dict(REWARD_TYPES)["ranking_prefix"] == [("rule", 1.0), ("ndcg_rule", 1.0), ("prefix", 1.0)]
+    total, metrics = RewardSet(resolve_rewards("prefix"))(x)
+    torch.testing.assert_close(total, prefix_reward(x))
+    assert metrics["rewards/prefix"] == pytest.approx((1 + 2 / 3 + 1 / 3) / 5)
