@@ -10,14 +10,13 @@ Both rank SIDs (a hit is SID equality, as for beam search) and are scored by the
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
-from grporec.config import Config, load_config
+from grporec.config import Config
 from grporec.data.formats import Interaction
 from grporec.data.load import load_data_catalog, load_split
 from grporec.evaluate import eval_samples, format_metrics, score
@@ -70,25 +69,28 @@ def evaluate_baselines(cfg: Config, split: str, k: int, max_rows: int = -1) -> d
     return {name: score(make[name](train, rows, k), samples, k, catalog, ks=tuple(cfg.eval.ks)) for name in BASELINES}
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m grporec.baselines", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", required=True, help="a run config (its data.* files and eval.ks are used)")
-    ap.add_argument("--split", choices=["valid", "test"], default="test")
-    ap.add_argument("--k", type=int, default=None, help="length of each ranked list (default: eval.test_beams)")
-    ap.add_argument("--out", default=None, help="JSON file (default <output_dir>/baselines-<split>.json)")
-    args, overrides = ap.parse_known_args(argv)
-    cfg = load_config(args.config, overrides, Config)
-    k = args.k or cfg.eval.test_beams
-    if k < 1:
-        raise SystemExit(f"--k must be at least 1, got {k}")
-    results = evaluate_baselines(cfg, args.split, k)
-    out = Path(args.out or Path(cfg.output_dir) / f"baselines-{args.split}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({name: {key: v for key, v in m.items() if key != "ranks"} for name, m in results.items()}, indent=2))
-    for name, m in results.items():
-        print(f"{name:13s} {format_metrics(m)}")
-    print(f"[baselines] wrote {out}")
-    return 0
+def main(argv: list[str] | None = None, prog: str = "python -m grporec.baselines") -> int:
+    from grporec import cli
+
+    def body(args_list):
+        ap = cli.config_parser(prog, "Most-popular and first-order Markov baselines, scored like the generative models.",
+                               "python -m grporec.baselines --config configs/office-tiny.yaml --split test")
+        ap.add_argument("--split", choices=["valid", "test"], default="test")
+        ap.add_argument("--k", type=int, default=None, help="length of each ranked list (default: eval.test_beams)")
+        ap.add_argument("--out", default=None, help="JSON file (default <output_dir>/baselines-<split>.json)")
+        args, cfg = cli.parse_config(ap, args_list, Config)
+        k = args.k or cfg.eval.test_beams
+        if k < 1:
+            raise cli.UsageError(f"--k must be at least 1, got {k}")
+        results = evaluate_baselines(cfg, args.split, k, cfg.eval.max_rows)
+        out = Path(args.out or Path(cfg.output_dir) / f"baselines-{args.split}.json")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({name: {key: v for key, v in m.items() if key != "ranks"} for name, m in results.items()}, indent=2))
+        for name, m in results.items():
+            print(f"{name:13s} {format_metrics(m)}")
+        print(f"[baselines] wrote {out}")
+
+    return cli.run(body, argv)
 
 
 if __name__ == "__main__":

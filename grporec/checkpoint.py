@@ -10,10 +10,12 @@ Under FSDP every rank takes part in gathering full state dicts; rank 0 writes.
 """
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +63,38 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def _disk_full(e: BaseException) -> bool:
+    """True for the errors a full disk raises: ENOSPC, or torch's zip writer failing mid-file."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(e)
+    return "No space left" in text or "unexpected pos" in text or "file write failed" in text
+
+
+@contextmanager
+def _cleanup_on_failure(tmp: Path, final: Path, env: DistEnv):
+    """Remove the partial temporary directory if writing fails; say plainly when the disk is full."""
+    try:
+        yield
+    except (OSError, RuntimeError) as e:
+        if env.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if _disk_full(e):
+            full = OSError(f"no space left on the device while writing {final} (the partial {tmp} was removed; "
+                           f"the previous checkpoint is intact): free disk space and run again to resume")
+            full.errno = errno.ENOSPC
+            raise full from e
+        raise
+
+
+def _remove(path: Path) -> None:
+    """Delete a directory so that a kill midway never leaves it half-deleted under its own name:
+    rename it aside (atomic) first, then delete the renamed copy."""
+    gone = path.parent / f".del-{path.name}"
+    os.replace(path, gone)
+    shutil.rmtree(gone, ignore_errors=True)
+
+
 def save_hf(model: torch.nn.Module, tokenizer, out: Path, env: DistEnv) -> None:
     """Save a (possibly FSDP-sharded) model in HF format; all ranks must call this."""
     state = get_model_state_dict(model, options=_FULL)
@@ -78,7 +112,8 @@ def save_model_atomically(model: torch.nn.Module, tokenizer, out: str | Path, en
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.parent.mkdir(parents=True, exist_ok=True)
     barrier(env)
-    save_hf(model, tokenizer, tmp, env)
+    with _cleanup_on_failure(tmp, out, env):
+        save_hf(model, tokenizer, tmp, env)
     if env.is_main:
         old = out.parent / f".old-{out.name}"
         if out.exists():
@@ -107,17 +142,21 @@ def save_checkpoint(
     final = root / f"step-{step:07d}"
     tmp = root / f".tmp-step-{step:07d}"
     if env.is_main:
+        for leftover in root.glob(".del-step-*"):  # a kill while pruning: finish deleting
+            shutil.rmtree(leftover, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
     barrier(env)
-    save_hf(policy, tokenizer, tmp / "policy", env)
-    if reference is not None:
-        save_hf(reference, None, tmp / "reference", env)
-    optim_state = get_optimizer_state_dict(policy, optimizer, options=_FULL)
+    with _cleanup_on_failure(tmp, final, env):
+        save_hf(policy, tokenizer, tmp / "policy", env)
+        if reference is not None:
+            save_hf(reference, None, tmp / "reference", env)
+        optim_state = get_optimizer_state_dict(policy, optimizer, options=_FULL)
+        if env.is_main:
+            torch.save({"optimizer": optim_state, "scheduler": scheduler.state_dict(), "rng": rng_state(),
+                        "trainer": trainer_state, "step": step}, tmp / "trainer_state.pt")
+            (tmp / "config.yaml").write_text(dump_config(cfg))
     if env.is_main:
-        torch.save({"optimizer": optim_state, "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                    "trainer": trainer_state, "step": step}, tmp / "trainer_state.pt")
-        (tmp / "config.yaml").write_text(dump_config(cfg))
         aside = root / f".old-step-{step:07d}"
         if final.exists():  # re-saving a step: move the old copy aside until the new one is in place
             os.replace(final, aside)
@@ -125,7 +164,7 @@ def save_checkpoint(
         shutil.rmtree(aside, ignore_errors=True)
         old = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)))
         for _, p in old[: max(0, len(old) - keep)]:
-            shutil.rmtree(p, ignore_errors=True)
+            _remove(p)
     barrier(env)
     return final
 

@@ -220,7 +220,26 @@ def load_config(path: str | Path, overrides: list[str] | None = None, cls: type 
         raise ConfigError(f"{path}: the top level must be a mapping, got {type(raw).__name__}")
     for item in overrides or []:
         apply_override(raw, item, source=str(path))
-    return from_dict(cls, raw, source=str(path))
+    cli_keys = frozenset(item.partition("=")[0].strip() for item in overrides or [])
+    return from_dict(cls, raw, source=Source(str(path), cli_keys))
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where a config's values came from: a file, and the keys that command-line overrides set."""
+
+    path: str
+    cli_keys: frozenset = frozenset()
+
+    def __str__(self) -> str:
+        return self.path
+
+
+def _origin(source, key: str) -> str:
+    """'on the command line' for a key an override set (or one inside a section it set), else 'in FILE'."""
+    if isinstance(source, Source) and any(key == k or key.startswith(k + ".") for k in source.cli_keys):
+        return "on the command line"
+    return f"in {source}"
 
 
 def apply_override(raw: dict, item: str, source: str = "<overrides>") -> None:
@@ -239,7 +258,7 @@ def apply_override(raw: dict, item: str, source: str = "<overrides>") -> None:
     for p in parts[:-1]:
         child = node.setdefault(p, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"override {item!r}: {p} is not a section (in {source})")
+            raise ConfigError(f"override {item!r}: {p} is not a section (on the command line)")
         node = child
     node[parts[-1]] = value
 
@@ -248,13 +267,13 @@ def from_dict(cls: type, raw: Any, source: str = "<dict>", prefix: str = "") -> 
     """Build dataclass `cls` from a mapping, checking keys and types recursively."""
     where = prefix.rstrip(".") or "<root>"
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__} (in {source})")
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__} ({_origin(source, where)})")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ConfigError(
-            f"unknown key {prefix}{unknown[0]} (in {source}); valid keys under {where}: "
+            f"unknown key {prefix}{unknown[0]} ({_origin(source, prefix + unknown[0])}); valid keys under {where}: "
             f"{', '.join(fields)}"
         )
     kwargs = {}
@@ -270,7 +289,7 @@ def from_dict(cls: type, raw: Any, source: str = "<dict>", prefix: str = "") -> 
             if dataclasses.is_dataclass(hints[name]):
                 kwargs[name] = _check(hints[name], {}, key, source)
             else:
-                raise ConfigError(f"missing required key {key} (in {source})")
+                raise ConfigError(f"missing required key {key} ({_origin(source, key)})")
     return cls(**kwargs)
 
 
@@ -297,23 +316,23 @@ def _check(tp: Any, value: Any, key: str, source: str) -> Any:
                 return _check(a, value, key, source)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches no type of {tp} (in {source})")
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches no type of {tp} ({_origin(source, key)})")
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not one of {list(args)} (in {source})")
+            raise ConfigError(f"{key}: {value!r} is not one of {list(args)} ({_origin(source, key)})")
         return value
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r} (in {source})")
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r} ({_origin(source, key)})")
         return [_check(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value)] if args else value
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} (in {source})")
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} ({_origin(source, key)})")
         return {_check(args[0], k, key, source): _check(args[1], v, f"{key}.{k}", source) for k, v in value.items()}
     if tp is float:
         # YAML 1.1 reads `1e-5` (no dot) as a string; accept numeric strings for float fields.
         if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a float, got bool {value!r} (in {source})")
+            raise ConfigError(f"{key}: expected a float, got bool {value!r} ({_origin(source, key)})")
         if isinstance(value, (int, float)):
             return float(value)
         if isinstance(value, str):
@@ -321,22 +340,22 @@ def _check(tp: Any, value: Any, key: str, source: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a float, got {type(value).__name__} {value!r} (in {source})")
+        raise ConfigError(f"{key}: expected a float, got {type(value).__name__} {value!r} ({_origin(source, key)})")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected an int, got {type(value).__name__} {value!r} (in {source})")
+        raise ConfigError(f"{key}: expected an int, got {type(value).__name__} {value!r} ({_origin(source, key)})")
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true or false, got {type(value).__name__} {value!r} (in {source})")
+        raise ConfigError(f"{key}: expected true or false, got {type(value).__name__} {value!r} ({_origin(source, key)})")
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r} (in {source})")
+        raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r} ({_origin(source, key)})")
     if tp is Any:
         return value
-    raise ConfigError(f"{key}: unsupported config type {tp} (in {source})")
+    raise ConfigError(f"{key}: unsupported config type {tp} ({_origin(source, key)})")
 
 
 def dump_config(cfg: Any) -> str:

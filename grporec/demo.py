@@ -19,7 +19,8 @@ import torch
 from grporec import dist
 from grporec.baselines import evaluate_baselines
 from grporec.checkpoint import latest_checkpoint
-from grporec.config import Config, dump_config, parse_cli
+from grporec import cli
+from grporec.config import Config, dump_config
 from grporec.data import synth
 from grporec.data.load import load_data_catalog, load_split
 from grporec.decode import build_catalog_trie
@@ -41,7 +42,7 @@ def default_config() -> str:
     checkout = Path(__file__).resolve().parents[1] / DEFAULT_CONFIG
     if checkout.is_file():
         return str(checkout)
-    raise SystemExit(f"no {DEFAULT_CONFIG} here or beside the grporec package; pass --config FILE")
+    raise cli.UsageError(f"no {DEFAULT_CONFIG} here or beside the grporec package; pass --config FILE")
 
 
 def ensure_synthetic_data(cfg: Config) -> None:
@@ -50,11 +51,11 @@ def ensure_synthetic_data(cfg: Config) -> None:
     if d.synthetic_preset is None or Path(d.info_file).is_file():
         return
     if d.synthetic_preset not in synth.PRESETS:
-        raise SystemExit(f"data.synthetic_preset: unknown preset {d.synthetic_preset!r}; choose from {sorted(synth.PRESETS)}")
+        raise ValueError(f"data.synthetic_preset: unknown preset {d.synthetic_preset!r}; choose from {sorted(synth.PRESETS)}")
     root = d.synthetic_root or str(Path(d.info_file).parent.parent)
     paths = synth.write(synth.PRESETS[d.synthetic_preset], d.synthetic_seed, root)
     if Path(d.info_file) != paths.info:
-        raise SystemExit(f"data.info_file is {d.info_file} but the '{d.synthetic_preset}' preset writes {paths.info}")
+        raise ValueError(f"data.info_file is {d.info_file} but the '{d.synthetic_preset}' preset writes {paths.info}")
     print(f"[data] generated the synthetic '{d.synthetic_preset}' dataset (seed {d.synthetic_seed}) in {root}")
 
 
@@ -64,7 +65,7 @@ def ensure_derived_data(cfg: Config) -> None:
     if d.derive_from is None or (d.train_file and Path(d.train_file).is_file() and d.valid_file and Path(d.valid_file).is_file()):
         return
     if not d.train_file or not d.valid_file:
-        raise SystemExit("data.derive_from needs data.train_file and data.valid_file: the files it writes")
+        raise ValueError("data.derive_from needs data.train_file and data.valid_file: the files it writes")
     from grporec.data.derive import split_holdout, write_csv
     from grporec.data.formats import read_interactions
 
@@ -149,16 +150,22 @@ def run_demo(cfg: Config) -> dict:
         m.pop("ranks")
     timings["total"] = time.perf_counter() - t_all
 
-    diff, se = paired_difference(sft_metrics.pop("ranks"), grpo_metrics.pop("ranks"), 10)
+    k = summary_k(cfg.eval.ks)
+    diff, se = paired_difference(sft_metrics.pop("ranks"), grpo_metrics.pop("ranks"), k)
     results = {"MostPop": baselines["most_popular"], "Markov": baselines["markov"], "SASRec": sasrec_metrics, "SFT": sft_metrics, "GRPO": grpo_metrics, "seconds": timings,
                "prompt_style": cfg.eval.prompt_style, "beams": cfg.eval.test_beams,
-               "grpo_minus_sft_ndcg@10": {"mean": diff, "stderr": se, "rows": sft_metrics["rows"]}}
+               "grpo_minus_sft_ndcg": {"k": k, "mean": diff, "stderr": se, "rows": sft_metrics["rows"]}}
     (root / "demo_results.json").write_text(json.dumps(results, indent=2))
     print(results_table(results, cfg.eval.ks))
     print(f"\nWritten under {root}/: data {Path(cfg.data.info_file).parent.parent}, SFT model {sft_dir / 'best'}, "
           f"GRPO checkpoints {grpo_dir / 'checkpoints'}, metrics {grpo_dir / 'metrics.jsonl'}, evaluations "
           f"{root / 'eval-sft'} and {root / 'eval-grpo'}, SASRec {sasrec_dir}, summary {root / 'demo_results.json'}")
     return results
+
+
+def summary_k(ks) -> int:
+    """The K of the summary line: 10 when the table has it, else the largest K in the table."""
+    return 10 if 10 in ks else max(ks)
 
 
 def results_table(results: dict, ks) -> str:
@@ -168,20 +175,27 @@ def results_table(results: dict, ks) -> str:
              "|---|" + "---:|" * len(cols)]
     for name in ("MostPop", "Markov", "SASRec", "SFT", "GRPO"):
         lines.append(f"| {name} | " + " | ".join(f"{results[name][c]:.4f}" for c in cols) + " |")
-    d = results["grpo_minus_sft_ndcg@10"]
-    lines.append(f"\nGRPO - SFT, NDCG@10: {d['mean']:+.4f} (paired over the same {d['rows']} rows: standard error "
+    d = results["grpo_minus_sft_ndcg"]
+    lines.append(f"\nGRPO - SFT, NDCG@{d['k']}: {d['mean']:+.4f} (paired over the same {d['rows']} rows: standard error "
                  f"{d['stderr']:.4f}, so {d['mean'] / d['stderr']:+.1f} standard errors)" if d["stderr"] > 0 else
-                 f"\nGRPO - SFT, NDCG@10: {d['mean']:+.4f}")
+                 f"\nGRPO - SFT, NDCG@{d['k']}: {d['mean']:+.4f}")
     lines.append("stage seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in results["seconds"].items()))
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" not in argv:
-        argv = ["--config", default_config()] + argv
-    run_demo(parse_cli(argv, Config, prog="python -m grporec.demo"))
-    return 0
+def main(argv: list[str] | None = None, prog: str = "python -m grporec.demo") -> int:
+    def body(args_list):
+        ap = cli.config_parser(prog, "The whole pipeline in one command: data -> SFT -> GRPO -> evaluation -> baselines.",
+                               "python -m grporec.demo --config configs/office-tiny.yaml", config_required=False)
+        ap.set_defaults(config=None)
+        args, _ = ap.parse_known_args(args_list)
+        if args.config is None:
+            args_list = ["--config", default_config()] + args_list
+        _, cfg = cli.parse_config(ap, args_list, Config)
+        cli.quiet_transformers()
+        run_demo(cfg)
+
+    return cli.run(body, argv)
 
 
 if __name__ == "__main__":

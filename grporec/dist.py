@@ -52,17 +52,22 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def run_main(job, argv, prog: str) -> int:
-    """Entry point of a training command: parse `--config FILE [a.b=value ...]`, set up, run, tear down."""
-    from grporec.config import Config, parse_cli
+def run_main(job, argv, prog: str, description: str, example: str) -> int:
+    """Entry point of a training command: parse `--config FILE [a.b=value ...]`, set up, run, tear
+    down; user errors are printed as one line (see `grporec.cli`)."""
+    from grporec import cli
 
-    cfg = parse_cli(argv, Config, prog=prog)
-    env = setup()
-    try:
-        job(cfg, env)
-    finally:
-        teardown()
-    return 0
+    def body(args_list):
+        ap = cli.config_parser(prog, description, example)
+        _, cfg = cli.parse_config(ap, args_list)
+        cli.quiet_transformers()
+        env = setup()
+        try:
+            job(cfg, env)
+        finally:
+            teardown()
+
+    return cli.run(body, argv)
 
 
 def shard(model: torch.nn.Module, env: DistEnv, mixed_precision: bool, reshard_after_forward: bool = True) -> torch.nn.Module:

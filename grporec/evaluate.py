@@ -11,7 +11,6 @@ the generated SIDs in rank order, as MiniOneRec's scoring scripts read them).
 """
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -22,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from grporec import dist
-from grporec.config import Config, load_config
+from grporec.config import Config
 from grporec.data.datasets import EvalSidDataset, Sample, SftSidDataset
 from grporec.data.load import load_data_catalog, load_split
 from grporec.decode import beam_search, build_catalog_trie, left_pad
@@ -96,41 +95,71 @@ def evaluate(model, tokenizer, trie, samples, beams, batch_prompts, env, catalog
     return score(preds, samples, beams, catalog, ks), preds
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m grporec.evaluate", description=__doc__.split("\n")[0])
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--model", required=True, help="HF model directory (an SFT or GRPO checkpoint's policy/)")
-    ap.add_argument("--split", choices=["valid", "test"], default="test")
-    ap.add_argument("--beams", type=int, default=50)
-    ap.add_argument("--batch", type=int, default=None, help="prompts per decode batch (default eval.batch_prompts)")
-    ap.add_argument("--max-rows", type=int, default=None, help="only the first N rows")
-    ap.add_argument("--out", default=None, help="output directory (default <output_dir>/eval-<split>)")
-    args, overrides = ap.parse_known_args(argv)
-    cfg = load_config(args.config, overrides, Config)
-    env = dist.setup()
-    try:
-        from grporec.models.policy import load_policy
-        from grporec.models.tokenizer import check_sid_tokenizer
+def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate") -> int:
+    from grporec import cli
 
-        catalog = load_data_catalog(cfg.data)
-        samples = eval_samples(cfg, load_split(cfg.data, args.split, catalog), args.max_rows or -1)
-        model, tokenizer = load_policy(args.model, cfg.model.dtype, env.device)
-        check_sid_tokenizer(tokenizer, catalog.sids, source=args.model)
-        trie = build_catalog_trie(tokenizer, catalog.sids, env.device)
-        t0 = time.perf_counter()
-        metrics, preds = evaluate(model, tokenizer, trie, samples, args.beams, args.batch or cfg.eval.batch_prompts,
-                                  env, catalog, progress=True)
-        metrics["seconds"] = time.perf_counter() - t0
-        metrics["rows_per_s"] = len(samples) / metrics["seconds"]
-        if env.is_main:
-            out = Path(args.out or Path(cfg.output_dir) / f"eval-{args.split}")
-            out.mkdir(parents=True, exist_ok=True)
-            write_outputs(out, metrics, preds, samples, {"model": args.model, "split": args.split, "beams": args.beams,
-                                                         "prompt_style": cfg.eval.prompt_style})
-            print(format_metrics(metrics))
-            print(f"[evaluate] wrote {out / 'metrics.json'} and {out / 'predictions.json'}")
-    finally:
-        dist.teardown()
+    def body(args_list):
+        ap = cli.config_parser(prog, "Evaluate a model by constrained beam search: HR@K / NDCG@K, MiniOneRec-format predictions.",
+                               "python -m grporec.evaluate --config configs/office-tiny.yaml --model runs/office-tiny/sft/best --split test")
+        ap.add_argument("--model", required=True, help="HF model directory (an SFT model, or a GRPO checkpoint's policy/)")
+        ap.add_argument("--split", choices=["valid", "test"], default="test")
+        ap.add_argument("--beams", type=int, default=50, help="beams = length of each ranked list (default 50)")
+        ap.add_argument("--batch", type=int, default=None, help="prompts per decode batch (default eval.batch_prompts)")
+        ap.add_argument("--max-rows", type=int, default=None, help="only the first N rows (default eval.max_rows; -1: all)")
+        ap.add_argument("--out", default=None, help="output directory (default <output_dir>/eval-<split>)")
+        args, cfg = cli.parse_config(ap, args_list, Config)
+        max_rows = cfg.eval.max_rows if args.max_rows is None else args.max_rows
+        batch = args.batch or cfg.eval.batch_prompts
+        if args.beams < 1:
+            raise cli.UsageError(f"--beams must be at least 1, got {args.beams}")
+        if max_rows == 0 or max_rows < -1:
+            raise cli.UsageError(f"--max-rows / eval.max_rows must be a positive number of rows or -1 (all), got {max_rows}")
+        if batch < 1:
+            raise cli.UsageError(f"--batch / eval.batch_prompts must be at least 1, got {batch}")
+        cli.quiet_transformers()
+        out = Path(args.out or Path(cfg.output_dir) / f"eval-{args.split}")
+        env = dist.setup()
+        try:
+            if env.is_main:  # find out now, not after the evaluation, whether the results can be written
+                ensure_writable(out)
+            run_evaluation(cfg, args, env, out, max_rows, batch)
+        finally:
+            dist.teardown()
+
+    return cli.run(body, argv)
+
+
+def ensure_writable(out: Path) -> None:
+    """Create `out` and check that a file can be written in it (raises OSError naming it)."""
+    probe = out / ".grporec-write-check"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as e:
+        raise OSError(f"cannot write the evaluation results to {out}: {e.strerror or e}") from None
+
+
+def run_evaluation(cfg: Config, args, env, out: Path, max_rows: int, batch: int) -> None:
+    from grporec.models.policy import load_policy
+    from grporec.models.tokenizer import check_sid_tokenizer
+
+    catalog = load_data_catalog(cfg.data)
+    samples = eval_samples(cfg, load_split(cfg.data, args.split, catalog), max_rows)
+    model, tokenizer = load_policy(args.model, cfg.model.dtype, env.device)
+    check_sid_tokenizer(tokenizer, catalog.sids, source=args.model)
+    trie = build_catalog_trie(tokenizer, catalog.sids, env.device)
+    t0 = time.perf_counter()
+    metrics, preds = evaluate(model, tokenizer, trie, samples, args.beams, batch, env, catalog,
+                              progress=cfg.train.progress and sys.stderr.isatty())
+    metrics["seconds"] = time.perf_counter() - t0
+    metrics["rows_per_s"] = len(samples) / metrics["seconds"]
+    if env.is_main:
+        write_outputs(out, metrics, preds, samples, {"model": args.model, "split": args.split, "beams": args.beams,
+                                                     "prompt_style": cfg.eval.prompt_style})
+        print(format_metrics(metrics))
+        print(f"[evaluate] {len(samples)} rows in {metrics['seconds']:.1f} s; wrote {out / 'metrics.json'} and "
+              f"{out / 'predictions.json'}")
 
 
 def write_outputs(out: Path, metrics: dict, preds, samples, info: dict) -> None:
@@ -147,4 +176,4 @@ def format_metrics(m: dict) -> str:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    sys.exit(main())

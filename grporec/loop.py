@@ -17,7 +17,6 @@ logged metrics (and FSDP's gradient reduction). A researcher forks this file for
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import time
 from pathlib import Path
@@ -37,24 +36,8 @@ from grporec.rewards import RewardInputs
 from grporec.rl import (build_rewards, build_rl_dataset, generate, load_models, logps_of, policy_backward,
                         rollout_metrics, sync_reference)
 from grporec.runlog import RunLog
-
-
-class StopRequest:
-    """SIGTERM/SIGINT ask the loop to checkpoint and exit 0 after the current step."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = {}
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            self._previous[sig] = signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame):
-        self.requested = True
-        signal.signal(signum, self._previous[signum])  # a second signal acts as usual
-
-    def restore(self):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
+from grporec.stop import StopRequest
+from grporec.cli import TrainingError
 
 
 def check_settings(cfg: Config) -> None:
@@ -72,13 +55,37 @@ def check_settings(cfg: Config) -> None:
         raise ValueError(f"rl.ref_sync_alpha must be in [0, 1], got {cfg.rl.ref_sync_alpha}")
 
 
+# What a resumed run must share with its checkpoint: they fix the data order and the group layout.
+RESUME_KEYS = ("rl.num_generations", "train.prompts_per_step", "seed")
+
+
+def check_resumable(checkpoint: Path, cfg: Config, total_steps: int, keys=RESUME_KEYS) -> None:
+    """Refuse to resume a checkpoint written with other batch settings, or one already past the end."""
+    from grporec.config import load_config
+
+    saved = load_config(checkpoint / "config.yaml")
+    for key in keys:
+        a, b = _get(saved, key), _get(cfg, key)
+        if a != b:
+            raise ValueError(f"{checkpoint} was written with {key}={a}, this run has {key}={b}: resuming would change "
+                             f"the data order and batches mid-run. Keep {key}={a}, or start afresh with "
+                             f"train.resume=none (or another output_dir)")
+    step = int(checkpoint.name.rsplit("-", 1)[-1])
+    if step > total_steps:
+        raise ValueError(f"{checkpoint} is at step {step}, past this run's last step {total_steps} "
+                         f"(train.max_steps / train.epochs): raise them to continue, or use train.resume=none")
+
+
+def _get(cfg, dotted: str):
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
 def train(cfg: Config, env: dist.DistEnv) -> dict:
     """Run GRPO as configured. Returns a summary (steps run, per-step metrics on rank 0, ...)."""
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
-    if env.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump_config(cfg))
     G, world = cfg.rl.num_generations, env.world_size
     check_settings(cfg)
     if cfg.train.prompts_per_step % world:
@@ -87,6 +94,9 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
 
     # Data, models, decoder and rewards; every check here runs before any training.
     catalog = load_data_catalog(cfg.data)
+    if G > len(catalog.sids):
+        raise ValueError(f"rl.num_generations={G} is more than the catalog's {len(catalog.sids)} distinct SIDs: a group "
+                         f"cannot hold {G} different items; lower rl.num_generations")
     dataset = build_rl_dataset(cfg, catalog)
     valid = None
     if cfg.train.eval_steps > 0:
@@ -103,14 +113,21 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
 
     resume = latest_checkpoint(out) if cfg.train.resume == "auto" else (None if cfg.train.resume == "none" else Path(cfg.train.resume))
     if resume is not None:
+        check_resumable(resume, cfg, total_steps)
         state = load_checkpoint(resume, policy, optimizer, scheduler, reference)
         stream.load_state_dict(state.pop("data"))
         generator.set_state(state.pop("generator")[env.rank])
+    if env.is_main:  # only now: a run that fails its checks leaves an existing run's config alone
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(dump_config(cfg))
     log = RunLog(out, total_steps, state["step"], env.is_main, cfg.train.progress, cfg.train.log_steps)
     log.message(f"[grpo] {catalog.describe()}; {len(dataset)} prompts ({dict(dataset.sizes)}); "
                 f"{total_steps} steps of {cfg.train.prompts_per_step} prompts x {G}; {trie.describe()}"
                 + (f"; resumed from {resume}" if resume else "") + ("" if reference is not None else "; beta=0: no reference model"))
     history, stop, checkpoint, first_step = [], StopRequest(), None, state["step"] + 1
+    if state["step"] >= total_steps:
+        log.message(f"[grpo] nothing to do: {resume} is already at the last step ({total_steps}); raise train.max_steps "
+                    "to train further")
 
     def save(step: int) -> Path:
         trainer = {**state, "data": stream.state_dict(), "generator": dist.gather_objects(generator.get_state(), env)}
@@ -159,7 +176,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
                 state["skipped_steps"] += 1
                 log.message(f"[grpo] step {step}: non-finite loss or gradient; optimizer step skipped")
                 if state["bad_steps"] >= cfg.train.max_bad_steps:
-                    raise RuntimeError(
+                    raise TrainingError(
                         f"{state['bad_steps']} consecutive steps had a non-finite loss or gradient (last: step {step}); "
                         "stopping. Lower train.lr, check the data and rewards, or raise train.max_bad_steps.")
             # 6. reference sync
@@ -197,8 +214,9 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             "checkpoint": checkpoint, "total_steps": total_steps}
 
 
-def main(argv: list[str] | None = None) -> int:
-    return dist.run_main(train, argv, prog="python -m grporec.loop")
+def main(argv: list[str] | None = None, prog: str = "python -m grporec.loop") -> int:
+    return dist.run_main(train, argv, prog, description="GRPO training of a generative recommender from an SFT model.",
+                         example="python -m grporec.loop --config configs/office-tiny.yaml train.max_steps=100")
 
 
 if __name__ == "__main__":

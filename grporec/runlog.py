@@ -1,12 +1,17 @@
 """Run logging: JSON lines in the run directory, a tqdm bar, and a short console line.
 
 Only rank 0 writes. Every optimizer step's metrics go to `<output_dir>/metrics.jsonl` (one JSON
-object per line, with `step`), evaluation results with an `eval/` prefix in the same file.
+object per line, with `step`), evaluation results with an `eval/` prefix in the same file. A run
+that starts at step S (0, or a resumed checkpoint's step) first drops the file's lines past S,
+the steps a killed run logged after its last checkpoint, so the file keeps one line per step.
+The bar is shown only on a terminal (and with progress on); elsewhere the periodic lines suffice.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
+import sys
 from pathlib import Path
 
 from tqdm import tqdm
@@ -18,7 +23,11 @@ class RunLog:
         self.enabled = enabled
         self.log_steps = max(1, log_steps)
         self.path = Path(output_dir) / "metrics.jsonl"
-        self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, disable=not (enabled and progress), dynamic_ncols=True)
+        if enabled:
+            Path(output_dir).mkdir(parents=True, exist_ok=True)
+            drop_after(self.path, start_step)
+        show = enabled and progress and sys.stderr.isatty()
+        self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, disable=not show, dynamic_ncols=True)
 
     def step(self, step: int, metrics: dict, keys: tuple[str, ...] = ("loss", "reward", "kl")) -> None:
         if not self.enabled:
@@ -38,6 +47,7 @@ class RunLog:
     def message(self, text: str) -> None:
         if self.enabled:
             self.bar.write(text)
+            sys.stdout.flush()
 
     def close(self) -> None:
         self.bar.close()
@@ -45,6 +55,18 @@ class RunLog:
     def _write(self, record: dict) -> None:
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def drop_after(path: Path, step: int) -> None:
+    """Keep only the records of steps <= `step` in a JSONL log (rewritten atomically)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [x for x in lines if x.strip() and json.loads(x).get("step", 0) <= step]
+    if len(kept) != len(lines):
+        tmp = path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(kept), encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def _fmt(v) -> str:

@@ -7,6 +7,7 @@ generative models: each SID scores as its best item, and a hit is SID equality.
 """
 from __future__ import annotations
 
+import argparse
 import copy
 import json
 import sys
@@ -15,7 +16,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from grporec.config import Config, SasrecConfig, parse_cli
+from grporec import cli
+from grporec.config import Config, SasrecConfig
 from grporec.data.catalog import Catalog
 from grporec.data.formats import DataError, Interaction
 from grporec.data.load import load_data_catalog, load_split
@@ -55,7 +57,10 @@ def evaluate_sasrec(model: SASRec, catalog: Catalog, rows: list[Interaction], ks
 
 def train_sasrec(cfg: SasrecConfig, catalog: Catalog, train: list[Interaction], valid: list[Interaction] | None,
                  seed: int = 0, device: str = "cpu", progress: bool = True) -> tuple[SASRec, dict]:
-    """Train with AdamW and full-softmax cross-entropy; keep the epoch with the best valid NDCG@10."""
+    """Train with AdamW and full-softmax cross-entropy; keep the epoch with the best valid NDCG@10.
+
+    progress: a bar on a terminal, one line per epoch otherwise (False: silent).
+    """
     torch.manual_seed(seed)
     shape = SasrecShape(len(catalog), cfg.hidden, cfg.blocks, cfg.heads, cfg.dropout, cfg.max_len)
     model = SASRec(shape).to(device)
@@ -65,7 +70,8 @@ def train_sasrec(cfg: SasrecConfig, catalog: Catalog, train: list[Interaction], 
     y_all = torch.tensor(target)
     gen = torch.Generator().manual_seed(seed)
     best, best_state, best_epoch, history = -1.0, None, 0, []
-    bar = tqdm(range(cfg.epochs), desc="sasrec", disable=not progress)
+    tty = sys.stderr.isatty()
+    bar = tqdm(range(cfg.epochs), desc="sasrec", disable=not (progress and tty))
     for epoch in bar:
         model.train()
         order = torch.randperm(len(y_all), generator=gen)
@@ -85,6 +91,9 @@ def train_sasrec(cfg: SasrecConfig, catalog: Catalog, train: list[Interaction], 
             score = -record["train_loss"]
         history.append(record)
         bar.set_postfix(loss=f"{record['train_loss']:.3f}", ndcg10=f"{record.get('valid/ndcg@10', float('nan')):.4f}")
+        if progress and not tty:
+            print(f"[sasrec] epoch {epoch + 1}: train loss {record['train_loss']:.4f}"
+                  + (f", valid NDCG@10 {record['valid/ndcg@10']:.4f}" if valid is not None else ""), flush=True)
         if score > best:
             best, best_state, best_epoch = score, copy.deepcopy(model.state_dict()), epoch + 1
         elif epoch + 1 - best_epoch >= cfg.patience:
@@ -93,18 +102,29 @@ def train_sasrec(cfg: SasrecConfig, catalog: Catalog, train: list[Interaction], 
     return model.eval(), {"best_epoch": best_epoch, "history": history}
 
 
-def main(argv: list[str] | None = None) -> None:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("train", "eval"):
-        raise SystemExit("usage: python -m grporec.sasrec train|eval --config FILE [key=value ...]")
-    command, cfg = argv[0], parse_cli(argv[1:], Config, prog="python -m grporec.sasrec")
+def main(argv: list[str] | None = None, prog: str = "python -m grporec.sasrec") -> int:
+    def body(args_list):
+        ap = argparse.ArgumentParser(
+            prog=prog, description="Train and/or evaluate the SASRec baseline (ranks every SID of the catalog).",
+            epilog="example: python -m grporec.sasrec train --config configs/demo.yaml sasrec.epochs=20",
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+        ap.add_argument("command", choices=["train", "eval"], help="train (then evaluate on test), or only evaluate")
+        cli.add_config_arguments(ap)
+        args, cfg = cli.parse_config(ap, args_list, Config)
+        run_sasrec(args.command, cfg)
+
+    return cli.run(body, argv)
+
+
+def run_sasrec(command: str, cfg: Config) -> None:
     out = Path(cfg.sasrec.path or Path(cfg.output_dir) / "sasrec")
     catalog = load_data_catalog(cfg.data)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if command == "train":
         train = load_split(cfg.data, "train", catalog)
         valid = load_split(cfg.data, "valid", catalog) if cfg.data.valid_file else None
-        model, info = train_sasrec(cfg.sasrec, catalog, train, valid, seed=cfg.seed, device=device)
+        model, info = train_sasrec(cfg.sasrec, catalog, train, valid, seed=cfg.seed, device=device,
+                                   progress=cfg.train.progress)
         model.save(out)
         (out / "train_log.json").write_text(json.dumps(info, indent=2))
         print(f"[sasrec] best epoch {info['best_epoch']}; saved to {out}")
@@ -115,4 +135,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from grporec import dist
+from grporec.cli import TrainingError
 from grporec.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_model_atomically
 from grporec.config import Config, dump_config
 from grporec.data import datasets as D
@@ -30,7 +31,9 @@ from grporec.models.policy import extend_policy, load_policy
 from grporec.models.tiny import build_tiny_for_data
 from grporec.models.tokenizer import check_sid_tokenizer, completion_ids
 from grporec.optim import build_optimizer, guarded_step
+from grporec.loop import check_resumable
 from grporec.runlog import RunLog
+from grporec.stop import StopRequest
 
 SFT_DATASETS = ("sid_history", "title2sid", "sid2title", "title_history")
 IGNORE = -100  # label of tokens that carry no loss (prompt and padding)
@@ -109,13 +112,27 @@ def valid_loss(model, tokenizer, samples, cfg: Config, env: dist.DistEnv) -> flo
     return dist.all_reduce_sum(total, env) / max(dist.all_reduce_sum(count, env), 1)
 
 
+def check_sft_settings(cfg: Config) -> None:
+    """Reject SFT settings that cannot run, naming the key."""
+    tc = cfg.sft.train
+    least = {"sft.train.prompts_per_step": (tc.prompts_per_step, 1), "sft.train.micro_batch_prompts": (tc.micro_batch_prompts, 1),
+             "sft.train.max_bad_steps": (tc.max_bad_steps, 1), "sft.train.eval_steps": (tc.eval_steps, 0),
+             "sft.train.save_steps": (tc.save_steps, 0), "sft.train.save_total_limit": (tc.save_total_limit, 1),
+             "sft.train.epochs": (tc.epochs, 1), "sft.patience": (cfg.sft.patience, 0), "sft.max_prompt_tokens": (cfg.sft.max_prompt_tokens, 1)}
+    for key, (value, low) in least.items():
+        if value < low:
+            raise ValueError(f"{key} must be at least {low}, got {value}")
+    if tc.lr <= 0:
+        raise ValueError(f"sft.train.lr must be > 0, got {tc.lr}")
+    if cfg.sft.valid_max_rows == 0:
+        raise ValueError("sft.valid_max_rows must be a positive number of rows or -1 (all), got 0")
+
+
 def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
     tc = cfg.sft.train
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir)
-    if env.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump_config(cfg))
+    check_sft_settings(cfg)
     if tc.prompts_per_step % env.world_size:
         raise ValueError(f"sft.train.prompts_per_step={tc.prompts_per_step} must be divisible by the {env.world_size} ranks")
     per_rank = tc.prompts_per_step // env.world_size
@@ -130,12 +147,16 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
     state = {"step": 0, "best_valid": float("inf"), "evals_since_best": 0, "bad_steps": 0, "skipped_steps": 0}
     resume = latest_checkpoint(out) if tc.resume == "auto" else (None if tc.resume == "none" else Path(tc.resume))
     if resume is not None:
+        check_resumable(resume, cfg, total_steps, keys=("sft.train.prompts_per_step", "sft.datasets", "seed"))
         state = load_checkpoint(resume, model, optimizer, scheduler)
         stream.load_state_dict(state.pop("data"))
+    if env.is_main:  # only now: a run that fails its checks leaves an existing run's config alone
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(dump_config(cfg))
     log = RunLog(out, total_steps, state["step"], env.is_main, tc.progress, tc.log_steps, desc="sft")
     log.message(f"[sft] {len(dataset)} samples ({dict(dataset.sizes)}), {len(valid)} valid; {total_steps} steps of "
                 f"{tc.prompts_per_step}" + (f"; resumed from {resume}" if resume else ""))
-    history, evals, first_step = [], [], state["step"] + 1
+    history, evals, first_step, stop_request = [], [], state["step"] + 1, StopRequest()
     eval_every = tc.eval_steps if tc.eval_steps > 0 else total_steps
 
     def save(step):
@@ -160,7 +181,7 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
             state["bad_steps"] = 0 if stepped else state["bad_steps"] + 1
             state["skipped_steps"] += 0 if stepped else 1
             if state["bad_steps"] >= tc.max_bad_steps:
-                raise RuntimeError(f"{state['bad_steps']} consecutive SFT steps had a non-finite loss or gradient "
+                raise TrainingError(f"{state['bad_steps']} consecutive SFT steps had a non-finite loss or gradient "
                                    f"(last: step {step}); lower sft.train.lr or check the data")
             state["step"] = step
             metrics = dist.all_reduce_mean({"loss": loss_sum / mean_tokens}, env)
@@ -183,19 +204,24 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
                 if stop:
                     log.message(f"[sft] early stop at step {step}: no better valid loss in {cfg.sft.patience} evaluations")
             session_done = tc.stop_after > 0 and step - first_step + 1 >= tc.stop_after
-            if stop or session_done or step == total_steps or (tc.save_steps > 0 and step % tc.save_steps == 0):
+            signalled = dist.any_rank(stop_request.requested, env)
+            if stop or session_done or signalled or step == total_steps or (tc.save_steps > 0 and step % tc.save_steps == 0):
                 save(step)
-            if stop or session_done:
+            if signalled:
+                log.message(f"[sft] stopping at step {step} (checkpoint written); run again to resume")
+            if stop or session_done or signalled:
                 break
     finally:
+        stop_request.restore()
         log.close()
     log.message(f"[sft] best valid loss {state['best_valid']:.4f}; model in {out / 'best'}")
     return {"steps": state["step"], "history": history, "evals": evals, "best": out / "best",
             "best_valid_loss": state["best_valid"]}
 
 
-def main(argv: list[str] | None = None) -> int:
-    return dist.run_main(train_sft, argv, prog="python -m grporec.sft")
+def main(argv: list[str] | None = None, prog: str = "python -m grporec.sft") -> int:
+    return dist.run_main(train_sft, argv, prog, description="Supervised warm start (SFT) of a generative recommender.",
+                         example="python -m grporec.sft --config configs/office-tiny.yaml output_dir=runs/office-tiny/sft")
 
 
 if __name__ == "__main__":

@@ -116,3 +116,21 @@ def test_catalog_collisions_and_order(tmp_path):
     assert cat.stats() == {"items": 3, "distinct_sids": 2, "sid_tokens": 4, "colliding_sids": 1, "items_in_collisions": 2}
     assert cat.sid_tokens == ["<a_1>", "<a_2>", "<b_1>", "<c_1>"]
     assert cat.is_hit("<a_1><b_1><c_1>", "<a_1><b_1><c_1>") and not cat.is_hit("<a_2><b_1><c_1>", "<a_1><b_1><c_1>")
+
+
+def test_non_utf8_byte_names_file_line_and_column(tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_bytes((HEADER + GOOD_ROW).encode() + GOOD_ROW.encode()[:10] + b"\xff" + GOOD_ROW.encode()[10:])
+    with pytest.raises(DataError, match=r"bad\.csv, line 3, column 11 \(byte 0xff\): not valid UTF-8"):
+        read_interactions(p)
+    q = tmp_path / "bad.txt"
+    q.write_bytes(INFO.encode().replace(b"T b", b"T \xe9b"))
+    with pytest.raises(DataError, match=r"bad\.txt, line 2, column 19 \(byte 0xe9\): not valid UTF-8"):
+        read_info(q)
+
+
+def test_csv_field_over_the_csv_limit_names_the_line(tmp_path):
+    # an unbalanced quote swallows the rest of the file into one field
+    text = HEADER + GOOD_ROW + 'U2,"unclosed' + "x" * 140_000 + "\n" + GOOD_ROW
+    with pytest.raises(DataError, match=r"f\.csv, line 3: malformed CSV: field larger than field limit .*quote unbalanced"):
+        read_interactions(w(tmp_path, "f.csv", text))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import sys
 from pathlib import Path
 
 from grporec.data.formats import CSV_COLUMNS, Interaction, read_interactions
@@ -62,25 +63,32 @@ def write_csv(rows: list[Interaction], path: str | Path) -> None:
                         str(list(r.history_sids)), r.item_sid])
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m grporec.data.derive", description=__doc__.split("\n")[0])
-    ap.add_argument("--valid", required=True)
-    ap.add_argument("--out", required=True, help="the training CSV to write")
-    ap.add_argument("--holdout", help="also hold out each user's latest valid row and write them here")
-    args = ap.parse_args(argv)
-    outs = [args.out] + ([args.holdout] if args.holdout else [])
-    if any(Path(o).resolve() == Path(args.valid).resolve() for o in outs) or len(set(outs)) < len(outs):
-        raise SystemExit("--out, --holdout and --valid must be three different files")
-    rows = read_interactions(args.valid)
-    if args.holdout:
-        derived, held = split_holdout(rows)
-        write_csv(held, args.holdout)
-        print(f"held out {len(held)} rows (each user's latest) -> {args.holdout}")
-    else:
-        derived = derive_rows(rows)
-    write_csv(derived, args.out)
-    print(f"derived {len(derived)} training rows from {len(rows)} valid rows -> {args.out}")
+def main(argv: list[str] | None = None, prog: str = "python -m grporec.data.derive") -> int:
+    from grporec import cli
+
+    def body(args_list):
+        ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
+                                     epilog="example: python -m grporec.data.derive --valid V.csv --out train.csv --holdout valid-holdout.csv")
+        ap.add_argument("--valid", required=True, help="the valid CSV (MiniOneRec format) to derive from")
+        ap.add_argument("--out", required=True, help="the training CSV to write")
+        ap.add_argument("--holdout", help="also hold out each user's latest valid row and write them here")
+        ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+        args = ap.parse_args(args_list)
+        outs = [args.out] + ([args.holdout] if args.holdout else [])
+        if any(Path(o).resolve() == Path(args.valid).resolve() for o in outs) or len(set(outs)) < len(outs):
+            raise cli.UsageError("--out, --holdout and --valid must be three different files")
+        rows = read_interactions(args.valid)
+        if args.holdout:
+            derived, held = split_holdout(rows)
+            write_csv(held, args.holdout)
+            print(f"held out {len(held)} rows (each user's latest) -> {args.holdout}")
+        else:
+            derived = derive_rows(rows)
+        write_csv(derived, args.out)
+        print(f"derived {len(derived)} training rows from {len(rows)} valid rows -> {args.out}")
+
+    return cli.run(body, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

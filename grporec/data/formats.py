@@ -70,9 +70,32 @@ def _require_file(path: str | Path) -> Path:
     return path
 
 
+def _first_bad_utf8(path: Path) -> str:
+    """Where the first byte sequence that is not UTF-8 is: 'line N, column C (byte 0xNN)'."""
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                return f"line {lineno}, column {e.start + 1} (byte 0x{raw[e.start]:02x})"
+    return "an unknown position"
+
+
+def _not_utf8(path: Path) -> DataError:
+    return DataError(f"{path}, {_first_bad_utf8(path)}: not valid UTF-8 text; MiniOneRec's files are UTF-8 "
+                     "(re-encode the file, e.g. with iconv -t UTF-8)")
+
+
 def read_info(path: str | Path) -> list[ItemInfo]:
     """Read `sid<TAB>title<TAB>item_id` lines."""
     path = _require_file(path)
+    try:
+        return _read_info(path)
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+
+
+def _read_info(path: Path) -> list[ItemInfo]:
     items = []
     with path.open(encoding="utf-8", newline="") as f:
         for lineno, line in enumerate(f, start=1):
@@ -97,6 +120,8 @@ def _read_json_object(path: str | Path) -> dict:
     path = _require_file(path)
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
     except json.JSONDecodeError as e:
         raise DataError(f"{path}, line {e.lineno}: not valid JSON: {e.msg}") from None
     if not isinstance(obj, dict) or not obj:
@@ -148,6 +173,35 @@ def first_description(raw: object) -> str:
     return text
 
 
+class _CsvRows:
+    """A DictReader whose `csv.Error`s (e.g. a field over the csv module's 131,072-character limit,
+    usually from an unbalanced quote) become DataErrors naming the file and line."""
+
+    def __init__(self, reader: csv.DictReader, path: Path):
+        self.reader, self.path = reader, path
+
+    @property
+    def fieldnames(self):
+        return self._guard(lambda: self.reader.fieldnames)
+
+    @property
+    def line_num(self) -> int:
+        return self.reader.line_num
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self._guard(lambda: next(self.reader))
+
+    def _guard(self, fn):
+        try:
+            return fn()
+        except csv.Error as e:
+            hint = " (is a quote unbalanced?)" if "field larger than field limit" in str(e) else ""
+            raise DataError(f"{self.path}, line {self.reader.line_num + 1}: malformed CSV: {e}{hint}") from None
+
+
 def _literal_list(text: str, where: str, column: str) -> list:
     try:
         value = ast.literal_eval(text)
@@ -163,9 +217,16 @@ def _literal_list(text: str, where: str, column: str) -> list:
 def read_interactions(path: str | Path) -> list[Interaction]:
     """Read a MiniOneRec split CSV with the `csv` module; every row must parse."""
     path = _require_file(path)
+    try:
+        return _read_interactions(path)
+    except UnicodeDecodeError:
+        raise _not_utf8(path) from None
+
+
+def _read_interactions(path: Path) -> list[Interaction]:
     rows = []
     with path.open(encoding="utf-8", newline="") as f:
-        reader = csv.DictReader(f)
+        reader = _CsvRows(csv.DictReader(f), path)
         header = reader.fieldnames or []
         missing = [c for c in CSV_COLUMNS if c not in header]
         if missing:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -241,16 +242,25 @@ def write(preset: Preset, seed: int, out: str | Path) -> Paths:
     return paths
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m grporec.data.synth", description=__doc__.split("\n")[0])
-    ap.add_argument("--preset", choices=sorted(PRESETS), default="demo")
-    ap.add_argument("--out", required=True, help="root directory; files go to train/ valid/ test/ info/ index/")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args(argv)
-    paths = write(PRESETS[args.preset], args.seed, args.out)
-    counts = {k: sum(1 for _ in open(getattr(paths, k), encoding="utf-8")) - 1 for k in ("train", "valid", "test")}
-    print(f"wrote {args.preset} (seed {args.seed}) to {args.out}: {counts}")
+def main(argv: list[str] | None = None, prog: str = "python -m grporec.data.synth") -> int:
+    from grporec import cli
+
+    def body(args_list):
+        ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
+                                     epilog="example: python -m grporec.data.synth --preset demo --out runs/demo/data --seed 0")
+        ap.add_argument("--preset", choices=sorted(PRESETS), default="demo", help="dataset size and shape (default demo)")
+        ap.add_argument("--out", required=True, help="root directory; files go to train/ valid/ test/ info/ index/")
+        ap.add_argument("--seed", type=int, default=0, help="a non-negative integer; the same seed writes the same bytes")
+        ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+        args = ap.parse_args(args_list)
+        if args.seed < 0:
+            raise cli.UsageError(f"--seed must be a non-negative integer, got {args.seed}")
+        paths = write(PRESETS[args.preset], args.seed, args.out)
+        counts = {k: sum(1 for _ in open(getattr(paths, k), encoding="utf-8")) - 1 for k in ("train", "valid", "test")}
+        print(f"wrote {args.preset} (seed {args.seed}) to {args.out}: {counts}")
+
+    return cli.run(body, argv)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

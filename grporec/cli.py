@@ -1,0 +1,141 @@
+"""Command-line plumbing shared by every entry point, and the `grporec` command.
+
+    grporec demo | sft | train | eval | sasrec | baselines | synth | derive  [options]
+
+Each subcommand is its `python -m grporec.X` form (`train` is `grporec.loop`, `eval` is
+`grporec.evaluate`); both keep working, as does `torchrun -m grporec.loop`. Every command:
+  - takes `--config FILE` and `section.key=value` overrides after it (`train.lr=1e-5`), and has
+    `--help` (exit 0);
+  - prints a user error (bad config, bad data, missing model, wrong setting, unreadable or full
+    disk) as one line `error: <message>` on stderr and exits 1; a usage error exits 2;
+  - shows the full traceback instead with `--debug` or GRPOREC_DEBUG=1;
+  - takes `--threads N` (torch CPU threads; default: torch's, i.e. the machine's cores).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable
+
+OVERRIDES_HELP = ("configuration overrides, each section.key=value with the value in YAML "
+                  "(e.g. train.lr=1e-5 rl.num_generations=8 rl.datasets=[sid_history]); "
+                  "they replace the file's values")
+
+
+class UsageError(Exception):
+    """A command used wrongly (exit status 2)."""
+
+
+def debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("GRPOREC_DEBUG", "") not in ("", "0")
+
+
+def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
+    """Call `main(argv)`; user errors become `error: ...` on stderr and an exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    try:
+        return main([a for a in argv if a != "--debug"]) or 0
+    except UsageError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError, RuntimeError) as e:
+        # grporec's own errors (ConfigError, DataError, PolicyError, TokenizerError) are ValueErrors;
+        # OSError covers missing, unreadable and full files; RuntimeErrors are shown without a
+        # traceback only when grporec raised them on purpose (TrainingError), otherwise re-raised.
+        if debug or (isinstance(e, RuntimeError) and not isinstance(e, TrainingError)):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. too many non-finite steps); the message says what to change."""
+
+
+def config_parser(prog: str, description: str, example: str, config_required: bool = True) -> argparse.ArgumentParser:
+    """The parser every config-driven command starts from: --config, overrides, --threads, --debug."""
+    ap = argparse.ArgumentParser(prog=prog, description=description,
+                                 epilog=f"example: {example}\nset GRPOREC_DEBUG=1 (or --debug) for full tracebacks.",
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    return add_config_arguments(ap, config_required)
+
+
+def add_config_arguments(ap: argparse.ArgumentParser, config_required: bool = True) -> argparse.ArgumentParser:
+    """Add --config, --threads, --debug and the trailing overrides to a parser (after its own positionals)."""
+    ap.add_argument("--config", required=config_required, metavar="FILE",
+                    help="YAML run configuration (see configs/ and the README's configuration tables)")
+    ap.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: all cores)")
+    ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    ap.add_argument("overrides", nargs="*", metavar="section.key=value", help=OVERRIDES_HELP)
+    return ap
+
+
+def parse_config(ap: argparse.ArgumentParser, argv: list[str], cls=None):
+    """(args, typed config): parse the command line, set threads, load the config with overrides."""
+    from grporec.config import Config, load_config
+
+    args, extra = ap.parse_known_args(argv)
+    unknown = [a for a in extra if a.startswith("-")]
+    if unknown:
+        ap.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = list(args.overrides) + extra
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        ap.error(f"{bad[0]!r} is not an override: overrides look like section.key=value")
+    set_threads(args.threads)
+    return args, load_config(args.config, args.overrides, cls or Config)
+
+
+def set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    if threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {threads}")
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def quiet_transformers() -> None:
+    """No transformers progress bars ('Loading weights', 'Writing model shards') or info chatter."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+COMMANDS = {
+    "demo": ("grporec.demo", "data -> SFT -> GRPO -> evaluation -> baselines, in one command"),
+    "sft": ("grporec.sft", "supervised warm start"),
+    "train": ("grporec.loop", "GRPO training (also: torchrun -m grporec.loop)"),
+    "eval": ("grporec.evaluate", "constrained-beam evaluation, HR@K / NDCG@K"),
+    "sasrec": ("grporec.sasrec", "train / evaluate the SASRec baseline"),
+    "baselines": ("grporec.baselines", "most-popular and first-order Markov baselines"),
+    "synth": ("grporec.data.synth", "write a synthetic dataset"),
+    "derive": ("grporec.data.derive", "derive a training split from a valid split"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        width = max(map(len, COMMANDS))
+        print("usage: grporec COMMAND [--config FILE] [section.key=value ...]\n\ncommands:")
+        for name, (module, text) in COMMANDS.items():
+            print(f"  {name:{width}s}  {text} (python -m {module})")
+        print("\n`grporec COMMAND --help` explains each command's options.")
+        return 0 if argv else 2
+    if argv[0] not in COMMANDS:
+        print(f"error: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return module.main(argv[1:], prog=f"grporec {argv[0]}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""Faults and wrong settings around a run: resume checks, config.yaml, full disks, pruning, SIGTERM in SFT."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from grporec import checkpoint, loop
+from grporec.checkpoint import latest_checkpoint
+from grporec.config import dump_config
+from grporec.runlog import drop_after
+from test_loop import ENV, tiny_loop_cfg
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_more_generations_than_catalog_sids_is_an_error(tiny_cfg, tiny_model_dir, tiny_catalog, tmp_path):
+    n = len(tiny_catalog.sids)
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", f"rl.num_generations={n + 1}")
+    with pytest.raises(ValueError, match=rf"rl.num_generations={n + 1} is more than the catalog's {n} distinct SIDs"):
+        loop.train(cfg, ENV)
+
+
+def test_a_failing_run_leaves_the_existing_config_alone(tiny_cfg, tiny_model_dir, tiny_catalog, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text("the earlier run's config\n")
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", f"rl.num_generations={len(tiny_catalog.sids) + 1}")
+    with pytest.raises(ValueError):
+        loop.train(cfg, ENV)
+    assert (tmp_path / "run" / "config.yaml").read_text() == "the earlier run's config\n"
+
+
+def test_resume_checks_batch_settings_and_the_last_step(tiny_cfg, tiny_model_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, out, "train.max_steps=2"), ENV)
+    with pytest.raises(ValueError, match=r"step-0000002 was written with rl.num_generations=8, this run has rl.num_generations=4"):
+        loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, out, "train.max_steps=4", "rl.num_generations=4"), ENV)
+    with pytest.raises(ValueError, match=r"train.prompts_per_step=4, this run has train.prompts_per_step=2"):
+        loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, out, "train.max_steps=4", "train.prompts_per_step=2"), ENV)
+    with pytest.raises(ValueError, match=r"step-0000002 is at step 2, past this run's last step 1"):
+        loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, out, "train.max_steps=1"), ENV)
+    capsys.readouterr()
+    assert loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, out, "train.max_steps=2"), ENV)["history"] == []
+    assert "nothing to do" in capsys.readouterr().out
+    assert latest_checkpoint(out).name == "step-0000002"  # nothing pruned or rewritten
+
+
+def test_drop_after_keeps_one_line_per_step(tmp_path):
+    p = tmp_path / "metrics.jsonl"
+    lines = [{"step": 1, "loss": 1}, {"step": 2, "loss": 2}, {"step": 2, "eval/hr@1": 0.5}, {"step": 3, "loss": 3}]
+    p.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    drop_after(p, 2)  # resumed from the step-2 checkpoint: step 3 will be logged again
+    assert [json.loads(x) for x in p.read_text().splitlines()] == lines[:3]
+
+
+def test_a_full_disk_during_a_checkpoint_is_named_and_leaves_no_partial_directory(tiny_cfg, tiny_model_dir, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, out, "train.max_steps=2", "train.save_steps=1"), ENV)
+
+    def full(*a, **k):  # what torch.save raises when the disk fills mid-file
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4096 vs 3584")
+
+    monkeypatch.setattr(checkpoint.torch, "save", full)
+    with pytest.raises(OSError, match=r"no space left on the device while writing .*step-0000003 \(the partial .*"
+                                      r"\.tmp-step-0000003 was removed; the previous checkpoint is intact\)"):
+        loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, out, "train.max_steps=3", "train.save_steps=1"), ENV)
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["step-0000001", "step-0000002"]
+
+
+def test_pruning_never_leaves_a_half_deleted_checkpoint_under_its_name(tmp_path, monkeypatch):
+    root = tmp_path / "checkpoints"
+    (root / "step-0000001" / "policy").mkdir(parents=True)
+    (root / "step-0000001" / "trainer_state.pt").write_text("x")
+    seen = []
+
+    def killed(path, ignore_errors=False):  # the process dies while deleting: the directory stays, renamed
+        seen.append(Path(path).name)
+        raise SystemExit("killed")
+
+    monkeypatch.setattr(checkpoint.shutil, "rmtree", killed)
+    with pytest.raises(SystemExit):
+        checkpoint._remove(root / "step-0000001")
+    assert seen == [".del-step-0000001"] and not (root / "step-0000001").exists()
+    assert latest_checkpoint(tmp_path) is None  # a renamed leftover is never taken for a checkpoint
+
+
+def test_sft_sigterm_writes_a_checkpoint_and_exits_zero(tiny_cfg, tmp_path):
+    from test_sft import sft_cfg
+
+    cfg = sft_cfg(tiny_cfg, tmp_path / "sft", "sft.train.max_steps=100000", "sft.train.eval_steps=100000")
+    (tmp_path / "c.yaml").write_text(dump_config(cfg))
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", "grporec.sft", "--config", str(tmp_path / "c.yaml")], env=env,
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "sft" / "metrics.jsonl"
+    try:
+        deadline = time.time() + 120
+        while not log.exists() or len(log.read_text().splitlines()) < 2:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.time() < deadline, "SFT did not start stepping"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    last = json.loads(log.read_text().splitlines()[-1])["step"]
+    ckpt = latest_checkpoint(tmp_path / "sft")
+    assert ckpt is not None and ckpt.name == f"step-{last:07d}" and (ckpt / "trainer_state.pt").is_file()
+    assert "stopping at step" in out and "Traceback" not in out
