@@ -1,6 +1,6 @@
 """Command-line plumbing shared by every entry point, and the `grporec` command.
 
-    grporec demo | sft | train | eval | sasrec | baselines | synth | derive  [options]
+    grporec demo | sft | train | eval | sasrec | baselines | report | synth | derive  [options]
 
 Each subcommand is its `python -m grporec.X` form (`train` is `grporec.loop`, `eval` is
 `grporec.evaluate`); both keep working, as does `torchrun -m grporec.loop`. Every command:
@@ -116,6 +116,7 @@ COMMANDS = {
     "eval": ("grporec.evaluate", "constrained-beam evaluation, HR@K / NDCG@K"),
     "sasrec": ("grporec.sasrec", "train / evaluate the SASRec baseline"),
     "baselines": ("grporec.baselines", "most-popular and first-order Markov baselines"),
+    "report": ("grporec.report", "training curves and a comparison of runs (needs matplotlib)"),
     "synth": ("grporec.data.synth", "write a synthetic dataset"),
     "derive": ("grporec.data.derive", "derive a training split from a valid split"),
 }

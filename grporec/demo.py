@@ -157,15 +157,28 @@ def run_demo(cfg: Config) -> dict:
                "grpo_minus_sft_ndcg": {"k": k, "mean": diff, "stderr": se, "rows": sft_metrics["rows"]}}
     (root / "demo_results.json").write_text(json.dumps(results, indent=2))
     print(results_table(results, cfg.eval.ks))
+    report = write_demo_report(root)
     print(f"\nWritten under {root}/: data {Path(cfg.data.info_file).parent.parent}, SFT model {sft_dir / 'best'}, "
           f"GRPO checkpoints {grpo_dir / 'checkpoints'}, metrics {grpo_dir / 'metrics.jsonl'}, evaluations "
-          f"{root / 'eval-sft'} and {root / 'eval-grpo'}, SASRec {sasrec_dir}, summary {root / 'demo_results.json'}")
+          f"{root / 'eval-sft'} and {root / 'eval-grpo'}, SASRec {sasrec_dir}, summary {root / 'demo_results.json'}"
+          + (f", report with training curves {report}" if report else " (pip install matplotlib for a report with training curves)"))
     return results
 
 
 def summary_k(ks) -> int:
     """The K of the summary line: 10 when the table has it, else the largest K in the table."""
     return 10 if 10 in ks else max(ks)
+
+
+def write_demo_report(root: Path) -> Path | None:
+    """The run's report (figures + report.md) when matplotlib is installed, else None."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return None
+    from grporec.report import write_report
+
+    return write_report([root], root / "report")
 
 
 def results_table(results: dict, ks) -> str:

@@ -35,7 +35,7 @@ from grporec.optim import build_optimizer, guarded_step
 from grporec.rewards import RewardInputs
 from grporec.rl import (build_rewards, build_rl_dataset, generate, load_models, logps_of, policy_backward,
                         rollout_metrics, sync_reference)
-from grporec.runlog import RunLog
+from grporec.runlog import RunLog, check_report_to
 from grporec.stop import StopRequest
 from grporec.cli import TrainingError
 
@@ -53,6 +53,7 @@ def check_settings(cfg: Config) -> None:
         raise ValueError(f"rl.temperature must be > 0, got {cfg.rl.temperature}")
     if not 0 <= cfg.rl.ref_sync_alpha <= 1:
         raise ValueError(f"rl.ref_sync_alpha must be in [0, 1], got {cfg.rl.ref_sync_alpha}")
+    check_report_to(cfg.train.report_to)
 
 
 # What a resumed run must share with its checkpoint: they fix the data order and the group layout.
@@ -120,7 +121,8 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     if env.is_main:  # only now: a run that fails its checks leaves an existing run's config alone
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(dump_config(cfg))
-    log = RunLog(out, total_steps, state["step"], env.is_main, cfg.train.progress, cfg.train.log_steps)
+    log = RunLog(out, total_steps, state["step"], env.is_main, cfg.train.progress, cfg.train.log_steps,
+                 report_to=tuple(cfg.train.report_to))
     log.message(f"[grpo] {catalog.describe()}; {len(dataset)} prompts ({dict(dataset.sizes)}); "
                 f"{total_steps} steps of {cfg.train.prompts_per_step} prompts x {G}; {trie.describe()}"
                 + (f"; resumed from {resume}" if resume else "") + ("" if reference is not None else "; beta=0: no reference model"))

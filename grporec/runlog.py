@@ -5,6 +5,8 @@ object per line, with `step`), evaluation results with an `eval/` prefix in the 
 that starts at step S (0, or a resumed checkpoint's step) first drops the file's lines past S,
 the steps a killed run logged after its last checkpoint, so the file keeps one line per step.
 The bar is shown only on a terminal (and with progress on); elsewhere the periodic lines suffice.
+With `report_to` holding "tensorboard", every number also goes to a TensorBoard SummaryWriter in
+`<output_dir>/tensorboard` (the JSONL stays the source of truth).
 """
 from __future__ import annotations
 
@@ -17,10 +19,38 @@ from pathlib import Path
 from tqdm import tqdm
 
 
+REPORT_TO = ("jsonl", "tensorboard")
+
+
+def check_report_to(report_to, key: str = "train.report_to") -> None:
+    """Known destinations only, and TensorBoard importable when asked for (checked before a run starts)."""
+    unknown = [r for r in report_to if r not in REPORT_TO]
+    if unknown:
+        raise ValueError(f"{key}: unknown {unknown[0]!r}; choose from {list(REPORT_TO)}")
+    if "tensorboard" in report_to:
+        try:
+            import torch.utils.tensorboard  # noqa: F401
+        except ImportError:
+            raise ValueError(f'{key} has "tensorboard", which needs the tensorboard package: pip install tensorboard '
+                             '(or pip install -e ".[tensorboard]")') from None
+
+
+def tensorboard_writer(log_dir: Path):
+    """A SummaryWriter, or a clear error saying how to install TensorBoard."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise ValueError('train.report_to has "tensorboard", which needs the tensorboard package: '
+                         'pip install tensorboard (or pip install -e ".[tensorboard]")') from None
+    return SummaryWriter(log_dir=str(log_dir))
+
+
 class RunLog:
     def __init__(self, output_dir: str | Path, total_steps: int, start_step: int, enabled: bool, progress: bool,
-                 log_steps: int = 1, desc: str = "grpo"):
+                 log_steps: int = 1, desc: str = "grpo", report_to: tuple[str, ...] = ("jsonl",)):
+        check_report_to(report_to)
         self.enabled = enabled
+        self.writer = tensorboard_writer(Path(output_dir) / "tensorboard") if enabled and "tensorboard" in report_to else None
         self.log_steps = max(1, log_steps)
         self.path = Path(output_dir) / "metrics.jsonl"
         if enabled:
@@ -33,6 +63,7 @@ class RunLog:
         if not self.enabled:
             return
         self._write({"step": step, **metrics})
+        self._scalars(step, metrics, prefix="")
         self.bar.update(1)
         self.bar.set_postfix({k: f"{metrics[k]:.4g}" for k in keys if k in metrics})
         if step % self.log_steps == 0:
@@ -42,6 +73,7 @@ class RunLog:
         if not self.enabled:
             return
         self._write({"step": step, **{prefix + k: v for k, v in metrics.items()}})
+        self._scalars(step, metrics, prefix)
         self.bar.write(f"step {step}: " + "  ".join(f"{prefix}{k}={_fmt(v)}" for k, v in metrics.items()))
 
     def message(self, text: str) -> None:
@@ -51,6 +83,15 @@ class RunLog:
 
     def close(self) -> None:
         self.bar.close()
+        if self.writer is not None:
+            self.writer.close()
+
+    def _scalars(self, step: int, metrics: dict, prefix: str) -> None:
+        if self.writer is None:
+            return
+        for k, v in metrics.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                self.writer.add_scalar(prefix + k, v, step)
 
     def _write(self, record: dict) -> None:
         with self.path.open("a", encoding="utf-8") as f:

@@ -32,7 +32,7 @@ from grporec.models.tiny import build_tiny_for_data
 from grporec.models.tokenizer import check_sid_tokenizer, completion_ids
 from grporec.optim import build_optimizer, guarded_step
 from grporec.loop import check_resumable
-from grporec.runlog import RunLog
+from grporec.runlog import RunLog, check_report_to
 from grporec.stop import StopRequest
 
 SFT_DATASETS = ("sid_history", "title2sid", "sid2title", "title_history")
@@ -124,6 +124,7 @@ def check_sft_settings(cfg: Config) -> None:
             raise ValueError(f"{key} must be at least {low}, got {value}")
     if tc.lr <= 0:
         raise ValueError(f"sft.train.lr must be > 0, got {tc.lr}")
+    check_report_to(tc.report_to, "sft.train.report_to")
     if cfg.sft.valid_max_rows == 0:
         raise ValueError("sft.valid_max_rows must be a positive number of rows or -1 (all), got 0")
 
@@ -153,7 +154,8 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
     if env.is_main:  # only now: a run that fails its checks leaves an existing run's config alone
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(dump_config(cfg))
-    log = RunLog(out, total_steps, state["step"], env.is_main, tc.progress, tc.log_steps, desc="sft")
+    log = RunLog(out, total_steps, state["step"], env.is_main, tc.progress, tc.log_steps, desc="sft",
+                 report_to=tuple(tc.report_to))
     log.message(f"[sft] {len(dataset)} samples ({dict(dataset.sizes)}), {len(valid)} valid; {total_steps} steps of "
                 f"{tc.prompts_per_step}" + (f"; resumed from {resume}" if resume else ""))
     history, evals, first_step, stop_request = [], [], state["step"] + 1, StopRequest()
