@@ -138,10 +138,37 @@ def test_k3_kl_values_guard_and_k3plus_gradient():
     logp = torch.tensor([-1.0, -2.0, -3.0], requires_grad=True)
     ref = torch.tensor([-1.0, -1.0, -100.0])
     kl = k3_kl(logp, ref)
-    # d = ref - logp = [0, 1, -97 -> clamped to -20]; k3 = e^d - d - 1
-    want = torch.tensor([0.0, math.e - 2, math.exp(-LOG_RATIO_CLAMP) + LOG_RATIO_CLAMP - 1])
+    # d = ref - logp = [0, 1, -97]; k3 = e^d - d - 1 (no clamp below: e^-97 is just 0) = [0, e - 2, 96]
+    want = torch.tensor([0.0, math.e - 2, 96.0])
     torch.testing.assert_close(kl, want)
-    assert torch.isfinite(k3_kl(torch.tensor([-200.0]), torch.tensor([0.0]))).all()  # e^200 would overflow
+    (g,) = torch.autograd.grad(kl.sum(), logp)
+    # dk3/dlogp = 1 - e^d = [0, 1 - e, 1 - e^-97 = 1]
+    torch.testing.assert_close(g, torch.tensor([0.0, 1 - math.e, 1.0]))
+
+
+def test_k3_kl_beyond_the_clamp_is_finite_and_keeps_pulling_towards_the_reference():
+    """Above d = ref - logp = 20 (e^200 would overflow fp32), k3 continues as its tangent at 20."""
+    C = LOG_RATIO_CLAMP
+    logp = torch.tensor([-200.0, -C, -C - 5.0], requires_grad=True)
+    ref = torch.zeros(3)
+    kl = k3_kl(logp, ref)
+    # at d = C: e^C - C - 1; beyond: the same plus (e^C - 1)(d - C), for d = 200 and d = C + 5
+    at_c = math.exp(C) - C - 1
+    want = torch.tensor([at_c + math.expm1(C) * (200 - C), at_c, at_c + math.expm1(C) * 5.0])
+    assert torch.isfinite(kl).all()
+    torch.testing.assert_close(kl, want)
+    (g,) = torch.autograd.grad(kl.sum(), logp)
+    # dk3/dlogp = -(e^C - 1) beyond the clamp (a clamp would give 0, MiniOneRec's k3 -(e^d - 1) -> -inf)
+    torch.testing.assert_close(g, torch.full((3,), -math.expm1(C)))
+    kp = k3_kl(logp, ref, "k3+")
+    (g2,) = torch.autograd.grad(kp.sum(), logp)
+    torch.testing.assert_close(g2, logp.detach() - ref)  # k2's gradient logp - ref, unclamped
+
+
+def test_k3plus_has_k3_value_and_k2_gradient():
+    logp = torch.tensor([-1.0, -2.0, -3.0], requires_grad=True)
+    ref = torch.tensor([-1.0, -1.0, -100.0])
+    kl = k3_kl(logp, ref)
     kp = k3_kl(logp, ref, "k3+")
     torch.testing.assert_close(kp, kl)  # same value
     (g,) = torch.autograd.grad(kp[:2].sum(), logp)

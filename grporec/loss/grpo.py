@@ -14,13 +14,16 @@ k3 value with the k2 gradient (logp - ref), which always pulls towards the refer
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
 
-# exp() of a log-ratio beyond +-20 (a factor of 5e8) only says "very far from the reference";
-# clamping keeps the k3 estimate finite in fp32 (exp(89) overflows) without changing any
-# realistic value.
+# exp() of a log-ratio d = ref - logp above 20 (a factor of 5e8) only says "very far from the
+# reference", and exp(89) overflows fp32. Above it k3 continues as its tangent at 20 (same value
+# and slope there), so the estimate stays finite and its gradient keeps pulling towards the
+# reference with slope e^20 - 1 (MiniOneRec's unclamped k3 pulls with e^d - 1 until it overflows;
+# a plain clamp would pull with 0). Below -20 nothing overflows (e^d -> 0, k3 -> -d - 1): no clamp.
 LOG_RATIO_CLAMP = 20.0
 
 LossType = Literal["grpo", "token", "dr_grpo", "sequence"]
@@ -29,11 +32,16 @@ LossType = Literal["grpo", "token", "dr_grpo", "sequence"]
 def k3_kl(logps: torch.Tensor, ref_logps: torch.Tensor, estimator: Literal["k3", "k3+"] = "k3") -> torch.Tensor:
     """Per-token KL(policy || reference) estimate [N, L] in fp32.
 
-    "k3": exp(d) - d - 1 with d = ref - logp (non-negative, unbiased).
+    "k3": exp(d) - d - 1 with d = ref - logp (non-negative, unbiased), continued linearly above
+        d = LOG_RATIO_CLAMP (see there).
     "k3+": the same value, with the gradient of k2 = (logp - ref)^2 / 2.
     """
-    d = (ref_logps.float() - logps.float()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
-    k3 = torch.exp(d) - d - 1
+    d = ref_logps.float() - logps.float()
+    dc = d.clamp(max=LOG_RATIO_CLAMP)
+    # The tangent's part is selected by `where` (not d - dc), so that up to the clamp its gradient is
+    # an exact 0 instead of +e^20 and -e^20 cancelling in fp32, and the slope at d = 20 is counted once.
+    tangent = torch.where(d > LOG_RATIO_CLAMP, math.expm1(LOG_RATIO_CLAMP) * (d - LOG_RATIO_CLAMP), torch.zeros_like(d))
+    k3 = torch.exp(dc) - dc - 1 + tangent
     if estimator == "k3":
         return k3
     if estimator == "k3+":
