@@ -96,10 +96,19 @@ def _remove(path: Path) -> None:
 
 
 def save_hf(model: torch.nn.Module, tokenizer, out: Path, env: DistEnv) -> None:
-    """Save a (possibly FSDP-sharded) model in HF format; all ranks must call this."""
+    """Save a (possibly FSDP-sharded) model in HF format; all ranks must call this.
+
+    Training runs with `use_cache=False`; the saved config says `use_cache: true`, as for any model
+    meant for generation (and as its generation_config.json does).
+    """
     state = get_model_state_dict(model, options=_FULL)
     if env.is_main:
-        model.save_pretrained(str(out), state_dict=state, safe_serialization=True)
+        training_value = model.config.use_cache
+        model.config.use_cache = True
+        try:
+            model.save_pretrained(str(out), state_dict=state, safe_serialization=True)
+        finally:
+            model.config.use_cache = training_value
         if tokenizer is not None:
             tokenizer.save_pretrained(str(out))
 

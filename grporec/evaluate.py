@@ -146,7 +146,7 @@ def run_evaluation(cfg: Config, args, env, out: Path, max_rows: int, batch: int)
 
     catalog = load_data_catalog(cfg.data)
     samples = eval_samples(cfg, load_split(cfg.data, args.split, catalog), max_rows)
-    model, tokenizer = load_policy(args.model, cfg.model.dtype, env.device)
+    model, tokenizer = load_policy(args.model, cfg.model.dtype, env.device, key="--model")
     check_sid_tokenizer(tokenizer, catalog.sids, source=args.model)
     trie = build_catalog_trie(tokenizer, catalog.sids, env.device)
     t0 = time.perf_counter()

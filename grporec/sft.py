@@ -58,7 +58,7 @@ def init_model(cfg: Config, catalog: Catalog, env: dist.DistEnv):
     if cfg.sft.init == "tiny":
         model, tokenizer = build_tiny_for_data(cfg)
     else:
-        model, tokenizer = load_policy(cfg.sft.init, "float32")
+        model, tokenizer = load_policy(cfg.sft.init, "float32", key="sft.init")
         extend_policy(model, tokenizer, catalog.sid_tokens)
         check_sid_tokenizer(tokenizer, catalog.sids, source=cfg.sft.init)
     model.config.use_cache = False

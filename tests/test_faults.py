@@ -114,3 +114,15 @@ def test_sft_sigterm_writes_a_checkpoint_and_exits_zero(tiny_cfg, tmp_path):
     ckpt = latest_checkpoint(tmp_path / "sft")
     assert ckpt is not None and ckpt.name == f"step-{last:07d}" and (ckpt / "trainer_state.pt").is_file()
     assert "stopping at step" in out and "Traceback" not in out
+
+
+def test_checkpoints_say_use_cache_true_and_a_bad_sft_init_names_sft_init(tiny_cfg, tiny_model_dir, tmp_path):
+    from grporec import sft
+    from grporec.models.policy import PolicyError
+    from test_sft import sft_cfg
+
+    r = loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=1"), ENV)
+    saved = json.loads((r["checkpoint"] / "policy" / "config.json").read_text())
+    assert saved["use_cache"] is True  # training ran with use_cache=False; the checkpoint is for generation
+    with pytest.raises(PolicyError, match=r"model directory not found: .*nowhere; point sft.init at a local HF model"):
+        sft.train_sft(sft_cfg(tiny_cfg, tmp_path / "sft", f"sft.init={tmp_path / 'nowhere'}"), ENV)

@@ -17,19 +17,19 @@ from grporec.config import TinyModelConfig
 from grporec.models.tokenizer import add_sid_tokens, train_tiny_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-HOW_TO_MAKE = (
-    "point model.path at a local HF model directory (config.json, safetensors, tokenizer), "
-    "for example an SFT checkpoint made by `python -m grporec.sft --config FILE`, "
-    "or build the tiny model with `python -m grporec.demo`"
-)
+def how_to_make(key: str) -> str:
+    """What to do about a bad model directory, naming the setting that chose it."""
+    return (f"point {key} at a local HF model directory (config.json, safetensors, tokenizer), "
+            "for example an SFT checkpoint made by `python -m grporec.sft --config FILE`, "
+            "or build the tiny model with `python -m grporec.demo`")
 
 
 class PolicyError(ValueError):
     """The model directory is missing or does not hold a usable model."""
 
 
-def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
-    path = _model_dir(path)
+def load_tokenizer(path: str | Path, key: str = "model.path") -> PreTrainedTokenizerBase:
+    path = _model_dir(path, key)
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     tok.padding_side = "left"
     if tok.pad_token is None:
@@ -37,20 +37,22 @@ def load_tokenizer(path: str | Path) -> PreTrainedTokenizerBase:
     return tok
 
 
-def load_policy(path: str | Path, dtype: str = "float32", device: str | torch.device = "cpu") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_policy(path: str | Path, dtype: str = "float32", device: str | torch.device = "cpu",
+                key: str = "model.path") -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load (model, tokenizer) from a local HF directory.
 
     Args:
         path: directory with config.json, weights (safetensors) and tokenizer files.
         dtype: "float32", "bfloat16" or "float16".
         device: where to put the model.
+        key: the setting that named the directory (model.path, sft.init, --model), for errors.
     """
-    path = _model_dir(path)
-    tokenizer = load_tokenizer(path)
+    path = _model_dir(path, key)
+    tokenizer = load_tokenizer(path, key)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype], local_files_only=True)
     except (OSError, ValueError) as e:
-        raise PolicyError(f"{path}: could not load a causal LM ({e}); {HOW_TO_MAKE}") from None
+        raise PolicyError(f"{path}: could not load a causal LM ({e}); {how_to_make(key)}") from None
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
         raise PolicyError(
             f"{path}: the tokenizer has {len(tokenizer)} tokens but the model's embedding only "
@@ -59,12 +61,12 @@ def load_policy(path: str | Path, dtype: str = "float32", device: str | torch.de
     return model.to(device), tokenizer
 
 
-def _model_dir(path: str | Path) -> Path:
+def _model_dir(path: str | Path, key: str = "model.path") -> Path:
     path = Path(path)
     if not path.is_dir():
-        raise PolicyError(f"model directory not found: {path}; {HOW_TO_MAKE}")
+        raise PolicyError(f"model directory not found: {path}; {how_to_make(key)}")
     if not (path / "config.json").is_file():
-        raise PolicyError(f"{path} is not a model directory (no config.json); {HOW_TO_MAKE}")
+        raise PolicyError(f"{path} is not a model directory (no config.json); {how_to_make(key)}")
     return path
 
 
