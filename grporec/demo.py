@@ -93,14 +93,14 @@ def evaluate_model(cfg: Config, model_dir: Path, out: Path, env) -> dict:
 def run_demo(cfg: Config) -> dict:
     env = dist.DistEnv(0, 1, 0, torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     root = Path(cfg.output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "config.yaml").write_text(dump_config(cfg))
     timings, t_all = {}, time.perf_counter()
 
     t = time.perf_counter()
     ensure_synthetic_data(cfg)
     ensure_derived_data(cfg)
     catalog = load_data_catalog(cfg.data)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.yaml").write_text(dump_config(cfg))  # after the data checks: a bad config leaves an old run's alone
     print(f"[data] {catalog.describe()}")
     timings["data"] = time.perf_counter() - t
 

@@ -114,6 +114,8 @@ def test_sft_sigterm_writes_a_checkpoint_and_exits_zero(tiny_cfg, tmp_path):
     ckpt = latest_checkpoint(tmp_path / "sft")
     assert ckpt is not None and ckpt.name == f"step-{last:07d}" and (ckpt / "trainer_state.pt").is_file()
     assert "stopping at step" in out and "Traceback" not in out
+    # output redirected to a pipe: no progress bars, and none of transformers' "Writing model shards"
+    assert "\r" not in out and "Writing model shards" not in out and "Loading weights" not in out
 
 
 def test_checkpoints_say_use_cache_true_and_a_bad_sft_init_names_sft_init(tiny_cfg, tiny_model_dir, tmp_path):
