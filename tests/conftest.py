@@ -1,4 +1,8 @@
-"""Shared fixtures: a tiny synthetic dataset and a tiny model built from it, once per session."""
+"""Shared fixtures and helpers: a tiny synthetic dataset and a tiny model built from it (once per
+session), the one-process CPU environment, the tiny loop config, and a parameter snapshot.
+
+A fork's tests use them as the suite does: `from conftest import ENV, tiny_loop_cfg, params`.
+"""
 from __future__ import annotations
 
 import os
@@ -8,13 +12,18 @@ import pytest
 import torch
 from transformers.utils import logging as hf_logging
 
-from grporec.config import Config, DataConfig, ModelConfig, TinyModelConfig
+from transformers import AutoModelForCausalLM
+
+from grporec import dist
+from grporec.config import Config, DataConfig, ModelConfig, TinyModelConfig, load_config
 from grporec.data import synth
 from grporec.data.load import load_data_catalog
 
 hf_logging.disable_progress_bar()
 torch.set_num_threads(2)
 
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dist.DistEnv(0, 1, 0, torch.device("cpu"))  # one process on the CPU
 SHARED = Path(os.environ.get("GRPOREC_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 OFFICE = SHARED / "data" / "minionerec" / "Amazon"
 
@@ -55,3 +64,18 @@ def tiny_model_dir(tiny_cfg) -> Path:
     from grporec.models.tiny import ensure_tiny_model
 
     return ensure_tiny_model(tiny_cfg, tiny_cfg.model.path)
+
+
+def tiny_loop_cfg(tiny_cfg, model_dir, out, *overrides) -> Config:
+    """configs/tiny.yaml pointed at the session's tiny data and a model directory, with overrides."""
+    d = tiny_cfg.data
+    paths = [f"data.{k}={getattr(d, k)}" for k in ("info_file", "train_file", "valid_file", "test_file", "index_file", "item_file")]
+    return load_config(ROOT / "configs" / "tiny.yaml", paths + [f"model.path={model_dir}", f"output_dir={out}", *overrides])
+
+
+def params(model_dir_or_model) -> dict:
+    """A detached copy of a model's (or an HF directory's) parameters."""
+    m = model_dir_or_model
+    if not isinstance(m, torch.nn.Module):
+        m = AutoModelForCausalLM.from_pretrained(str(m), local_files_only=True)
+    return {k: v.detach().clone() for k, v in m.state_dict().items()}

@@ -5,7 +5,7 @@ import torch
 
 from grporec.decode import SidTrie, beam_search, inject_targets, left_pad
 from test_decode import EOS, NEWLINE, PAD, PROMPTS, tiny_lm
-from test_loop import ENV, tiny_loop_cfg
+from conftest import ENV, tiny_loop_cfg
 from grporec import loop
 
 SEQS = [[10, 20, 30, NEWLINE, EOS], [10, 20, 31, 41, NEWLINE, EOS], [11, 21, 30, NEWLINE, EOS],

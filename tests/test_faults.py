@@ -8,13 +8,12 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from grporec import checkpoint, loop
 from grporec.checkpoint import latest_checkpoint
 from grporec.config import dump_config
 from grporec.runlog import drop_after
-from test_loop import ENV, tiny_loop_cfg
+from conftest import ENV, tiny_loop_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 

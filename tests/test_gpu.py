@@ -12,7 +12,7 @@ from grporec import dist, loop
 from grporec.config import dump_config
 from grporec.decode import SidTrie, beam_search, left_pad
 from test_decode import PAD, PROMPTS, random_catalog, tiny_lm
-from test_loop import tiny_loop_cfg
+from conftest import tiny_loop_cfg
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,30 +5,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
 
-from grporec import dist, loop
+from grporec import loop
 from grporec.checkpoint import latest_checkpoint
-from grporec.config import Config, load_config
+from grporec.config import load_config
 from grporec.models.policy import PolicyError, load_policy
 from grporec.models.tokenizer import TokenizerError
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ENV, ROOT, params, tiny_loop_cfg
+
 GOLDEN = ROOT / "tests" / "golden" / "tiny_grpo.json"
-ENV = dist.DistEnv(0, 1, 0, torch.device("cpu"))
-
-
-def tiny_loop_cfg(tiny_cfg, model_dir, out, *overrides) -> Config:
-    d = tiny_cfg.data
-    paths = [f"data.{k}={getattr(d, k)}" for k in ("info_file", "train_file", "valid_file", "test_file", "index_file", "item_file")]
-    return load_config(ROOT / "configs" / "tiny.yaml", paths + [f"model.path={model_dir}", f"output_dir={out}", *overrides])
-
-
-def params(model_dir_or_model):
-    m = model_dir_or_model
-    if not isinstance(m, torch.nn.Module):
-        m = AutoModelForCausalLM.from_pretrained(str(m), local_files_only=True)
-    return {k: v.detach().clone() for k, v in m.state_dict().items()}
 
 
 def test_end_to_end_writes_metrics_and_a_loadable_checkpoint(tiny_cfg, tiny_model_dir, tmp_path):

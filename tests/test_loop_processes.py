@@ -12,7 +12,7 @@ import torch
 
 from grporec.checkpoint import latest_checkpoint
 from grporec.config import dump_config
-from test_loop import params, tiny_loop_cfg
+from conftest import params, tiny_loop_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 

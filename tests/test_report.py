@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from grporec import loop, report
-from test_loop import ENV, tiny_loop_cfg
+from conftest import ENV, tiny_loop_cfg
 
 
 def recorded_run(root, lr, steps=12):

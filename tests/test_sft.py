@@ -8,7 +8,7 @@ from grporec import dist, sft
 from grporec.data.datasets import Sample
 from grporec.models.policy import load_policy
 from grporec.models.tokenizer import completion_ids
-from test_loop import params, tiny_loop_cfg
+from conftest import params, tiny_loop_cfg
 
 ENV = dist.DistEnv(0, 1, 0, torch.device("cpu"))
 
