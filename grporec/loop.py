@@ -33,8 +33,8 @@ from grporec.evaluate import eval_samples, evaluate
 from grporec.loss import group_advantages
 from grporec.optim import build_optimizer, guarded_step
 from grporec.rewards import RewardInputs
-from grporec.rl import (build_rewards, build_rl_dataset, generate, load_models, logps_of, policy_backward,
-                        rollout_metrics, sync_reference)
+from grporec.rl import (build_rewards, build_rl_dataset, generate, load_models, logps_of, make_micro_batches,
+                        policy_backward, rollout_metrics, sync_reference)
 from grporec.runlog import RunLog, check_report_to
 from grporec.stop import StopRequest
 from grporec.cli import TrainingError
@@ -166,7 +166,8 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             lr = scheduler.get_last_lr()[0]  # the rate this step uses
             for _ in range(cfg.rl.num_iterations):
                 t = time.perf_counter()
-                loss, loss_metrics, finite = policy_backward(policy, chunks, advantages, ref_logps, old_logps, cfg, env)
+                batches = make_micro_batches(chunks, advantages, ref_logps, old_logps, cfg)
+                loss, loss_metrics, finite = policy_backward(policy, batches, cfg, env)  # micro_loss on each
                 times["policy"] += time.perf_counter() - t
                 t = time.perf_counter()
                 stepped, grad_norm = guarded_step(policy, optimizer, scheduler, cfg.train.max_grad_norm, finite)

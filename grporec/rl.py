@@ -95,6 +95,8 @@ class Chunk:
     samples: list[D.Sample]
     rollout: Rollout
     targets: torch.Tensor
+    target_ids: torch.Tensor  # [B, L] each prompt's target completion from the trie
+    target_mask: torch.Tensor  # [B, L] (all 0 where the target is not in the trie)
 
 
 @torch.no_grad()
@@ -122,7 +124,8 @@ def generate(policy, tokenizer, trie, samples: list[D.Sample], cfg: Config, labe
                 raise ValueError(f"rl.rollout must be beam, sample or dynamic, got {cfg.rl.rollout!r}")
         if cfg.rl.add_gt:
             r = inject_targets(r, targets, trie)
-        chunks.append(Chunk(part, r, targets))
+        target_ids, target_mask = trie.path(targets.clamp(min=0))
+        chunks.append(Chunk(part, r, targets, target_ids, target_mask * (targets >= 0).unsqueeze(1)))
     policy.train()
     return chunks
 
@@ -161,38 +164,89 @@ def logps_of(model, chunks: list[Chunk], cfg: Config, env: dist.DistEnv) -> list
 # ------------------------------------------------------------------------------ policy update
 
 
-def policy_backward(policy, chunks: list[Chunk], advantages: torch.Tensor, ref_logps, old_logps, cfg: Config,
-                    env: dist.DistEnv) -> tuple[float, dict[str, float], bool]:
+@dataclass
+class MicroBatch:
+    """Everything the loss of one micro-batch may use (b prompts of one decode batch, b*G rows).
+
+    prompt_ids, prompt_mask: [b, T] (left padding shared by all rows dropped).
+    completion_ids, completion_mask: [b*G, L].
+    samples: the b prompts' samples (targets, histories, task).
+    advantages: [b*G], or [b*G, L] per token.
+    ref_logps, old_logps: [b*G, L] or None (no reference when beta = 0; old only for several updates).
+    target_ids, target_mask: [b, L] each prompt's own target completion (from the trie; mask all 0
+        when the target is not in the catalog), for losses that use the ground truth.
+    injected: [b*G] bool, rows written by ground-truth injection.
+    temperature: the temperature of the log-probs (the sampling one, 1 for beams).
+    """
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+    samples: list[D.Sample]
+    advantages: torch.Tensor
+    ref_logps: torch.Tensor | None
+    old_logps: torch.Tensor | None
+    target_ids: torch.Tensor
+    target_mask: torch.Tensor
+    injected: torch.Tensor
+    temperature: float
+
+    @property
+    def rows(self) -> int:
+        return self.completion_ids.shape[0]
+
+
+def make_micro_batches(chunks: list[Chunk], advantages: torch.Tensor, ref_logps, old_logps, cfg: Config) -> list[MicroBatch]:
+    """This rank's rows as MicroBatch records, in the order of `micro_batches` (and of ref/old log-probs)."""
+    out, row0 = [], 0
+    for k, (c, s) in enumerate(micro_batches(chunks, cfg.train.micro_batch_prompts)):
+        ch = chunks[c]
+        prompt_ids, prompt_mask, comp_ids, comp_mask = piece(ch.rollout, s)
+        rows = slice(row0, row0 + comp_ids.shape[0])
+        row0 += comp_ids.shape[0]
+        G = ch.rollout.group_size
+        out.append(MicroBatch(
+            prompt_ids, prompt_mask, comp_ids, comp_mask, ch.samples[s], advantages[rows].to(comp_ids.device),
+            None if ref_logps is None else ref_logps[k], None if old_logps is None else old_logps[k],
+            ch.target_ids[s], ch.target_mask[s], ch.rollout.injected[s.start * G:s.stop * G], loss_temperature(cfg)))
+    return out
+
+
+def micro_loss(policy, mb: MicroBatch, cfg: Config) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of one micro-batch and its metrics: the policy's per-token log-probs (prompt run
+    once, shared by its G completions), then the GRPO loss. A loss variant forks this function;
+    every metric it returns is averaged over the step and logged."""
+    logps = completion_logps(policy, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask, mb.temperature)
+    return grpo_loss(logps, mb.ref_logps, mb.advantages, mb.completion_mask, cfg.rl.beta, old_logps=mb.old_logps,
+                     loss_type=cfg.rl.loss_type, epsilon_low=cfg.rl.epsilon_low, epsilon_high=cfg.rl.epsilon_high,
+                     kl_estimator=cfg.rl.kl_estimator)
+
+
+def policy_backward(policy, batches: list[MicroBatch], cfg: Config, env: dist.DistEnv,
+                    loss_fn=None) -> tuple[float, dict[str, float], bool]:
     """Loss over this rank's rows, accumulated over micro-batches, and its backward.
 
     Each micro-batch's loss is weighted by its share of the batch, so the summed gradient equals
     the full-batch gradient (and FSDP's average over ranks gives the global one): the share of
-    sequences for grpo, dr_grpo and sequence; the share of tokens for token. Returns
-    (this rank's loss, metrics, whether every micro-batch loss was finite on every rank).
+    sequences for grpo, dr_grpo and sequence; the share of tokens for token. Metrics are averaged
+    with the share of rows, whatever keys `loss_fn` returns. Returns (this rank's loss, metrics,
+    whether every micro-batch loss was finite on every rank). `loss_fn` defaults to `micro_loss`.
     """
-    temperature = loss_temperature(cfg)
-    n_rows = sum(ch.rollout.completion_ids.shape[0] for ch in chunks)
-    n_tokens = sum(float(ch.rollout.completion_mask.sum()) for ch in chunks)
+    loss_fn = loss_fn or micro_loss
+    n_rows = sum(mb.rows for mb in batches)
+    n_tokens = sum(float(mb.completion_mask.sum()) for mb in batches)
     mean_tokens = dist.all_reduce_sum(n_tokens, env) / env.world_size  # token share is global
-    total, finite, sums = 0.0, True, {"kl": 0.0, "policy_term": 0.0, "clip_low": 0.0, "clip_high": 0.0, "clip_region": 0.0}
-    row0 = 0
-    for k, (c, s) in enumerate(micro_batches(chunks, cfg.train.micro_batch_prompts)):
-        prompt_ids, prompt_mask, comp_ids, comp_mask = piece(chunks[c].rollout, s)
-        rows = slice(row0, row0 + comp_ids.shape[0])
-        row0 += comp_ids.shape[0]
+    total, finite, sums = 0.0, True, {}
+    for mb in batches:
         with autocast(env, cfg):
-            logps = completion_logps(policy, prompt_ids, prompt_mask, comp_ids, comp_mask, temperature)
-        loss, m = grpo_loss(
-            logps, None if ref_logps is None else ref_logps[k], advantages[rows].to(logps.device), comp_mask, cfg.rl.beta,
-            old_logps=None if old_logps is None else old_logps[k], loss_type=cfg.rl.loss_type,
-            epsilon_low=cfg.rl.epsilon_low, epsilon_high=cfg.rl.epsilon_high, kl_estimator=cfg.rl.kl_estimator,
-        )
-        share = (float(comp_mask.sum()) / mean_tokens) if cfg.rl.loss_type == "token" else comp_ids.shape[0] / n_rows
+            loss, m = loss_fn(policy, mb, cfg)
+        share = (float(mb.completion_mask.sum()) / mean_tokens) if cfg.rl.loss_type == "token" else mb.rows / n_rows
         (loss * share).backward()
         finite &= bool(torch.isfinite(loss))
         total += loss.item() * share
-        for key in sums:
-            sums[key] += m[key].item() * comp_ids.shape[0] / n_rows
+        for key, value in m.items():
+            sums[key] = sums.get(key, 0.0) + float(value) * mb.rows / n_rows
     return total, sums, not dist.any_rank(not finite, env)
 
 

@@ -182,3 +182,30 @@ def test_unknown_loss_type():
     logps, ref, adv, mask = make()
     with pytest.raises(ValueError, match="loss_type must be"):
         grpo_loss(logps, ref, adv, mask, 0.04, loss_type="ppo")
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "token", "dr_grpo"])
+def test_per_token_advantages_equal_per_sequence_ones_when_constant_and_differ_otherwise(loss_type):
+    logps, ref, adv, mask = make()
+    N, L = logps.shape
+    a = grpo_loss(logps, ref, adv, mask, 0.04, loss_type=loss_type)[0]
+    b = grpo_loss(logps, ref, adv.unsqueeze(1).expand(N, L), mask, 0.04, loss_type=loss_type)[0]
+    torch.testing.assert_close(a, b)  # the same advantage on every token is the per-sequence case
+    # one completion's first token gets advantage 1, everything else 0: with ratio 1 the policy term
+    # is -(1 / its length) / N for grpo (mean of per-sequence means), so the gradient lands on that token only
+    per_token = torch.zeros(N, L)
+    per_token[0, 0] = 1.0
+    lp = logps.detach().clone().requires_grad_()
+    loss, _ = grpo_loss(lp, ref, per_token, mask, 0.0, loss_type="grpo")
+    (g,) = torch.autograd.grad(loss, lp)
+    want = torch.zeros(N, L)
+    want[0, 0] = -1.0 / float(mask[0].sum()) / N
+    torch.testing.assert_close(g, want)
+
+
+def test_per_token_advantages_are_refused_for_sequence_loss_and_wrong_shapes():
+    logps, ref, adv, mask = make()
+    with pytest.raises(ValueError, match="per-token advantages .* loss_type 'sequence'"):
+        grpo_loss(logps, ref, adv.unsqueeze(1).expand_as(logps), mask, 0.04, loss_type="sequence")
+    with pytest.raises(ValueError, match=r"advantages must be \[N\] or \[N, L\]"):
+        grpo_loss(logps, ref, adv[:3], mask, 0.04)

@@ -71,7 +71,8 @@ def grpo_loss(
     Args:
         logps: [N, L] policy log-probs of the completion tokens (with grad); N = B*G.
         ref_logps: [N, L] reference log-probs, or None when beta = 0.
-        advantages: [N].
+        advantages: [N] one per completion, or [N, L] one per token (for per-token credit
+            assignment; not with loss_type "sequence", whose ratio is per sequence).
         mask: [N, L], 1 on completion tokens.
         beta: KL coefficient.
         old_logps: [N, L] log-probs at rollout time, for several updates per rollout; None
@@ -89,6 +90,11 @@ def grpo_loss(
     logps32 = logps.float()
     old = logps32.detach() if old_logps is None else old_logps.float()
     adv = advantages.float()
+    if adv.dim() == 2 and loss_type == "sequence":
+        raise ValueError("per-token advantages [N, L] need a per-token loss: loss_type 'sequence' has one ratio "
+                         "per sequence; use grpo, token or dr_grpo")
+    if adv.shape not in ((logps.shape[0],), tuple(logps.shape)):
+        raise ValueError(f"advantages must be [N] or [N, L] = {list(logps.shape)}, got {list(adv.shape)}")
     kl = k3_kl(logps32, ref_logps, kl_estimator) if beta != 0 else torch.zeros_like(logps32)
 
     if loss_type == "sequence":
@@ -99,7 +105,7 @@ def grpo_loss(
         region = mask.sum(-1) > 0
     else:
         ratio = torch.exp(logps32 - old)  # [N, L]
-        unit = adv.unsqueeze(1)
+        unit = adv if adv.dim() == 2 else adv.unsqueeze(1)  # [N, L] or [N, 1]
         region = mask.bool()
     clipped = ratio.clamp(1 - epsilon_low, 1 + epsilon_high)
     policy = torch.minimum(ratio * unit, clipped * unit)
