@@ -79,3 +79,27 @@ def params(model_dir_or_model) -> dict:
     if not isinstance(m, torch.nn.Module):
         m = AutoModelForCausalLM.from_pretrained(str(m), local_files_only=True)
     return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+
+def sigterm_after_steps(module: str, config: Path, log: Path, steps: int = 2, cwd: Path | None = None) -> tuple[int, str]:
+    """Run `python -m module --config config`, send SIGTERM once `log` (its metrics.jsonl) holds
+    `steps` lines, and return (exit status, output)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([sys.executable, "-m", module, "--config", str(config)], env=env, cwd=cwd or config.parent,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while not log.exists() or sum(1 for x in log.read_text().splitlines() if '"loss"' in x) < steps:
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.time() < deadline, f"{module} did not start stepping"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    return proc.returncode, out

@@ -1,10 +1,5 @@
 """Faults and wrong settings around a run: resume checks, config.yaml, full disks, pruning, SIGTERM in SFT."""
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,9 +8,8 @@ from grporec import checkpoint, loop
 from grporec.checkpoint import latest_checkpoint
 from grporec.config import dump_config
 from grporec.runlog import drop_after
-from conftest import ENV, tiny_loop_cfg
+from conftest import ENV, sigterm_after_steps, tiny_loop_cfg
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_more_generations_than_catalog_sids_is_an_error(tiny_cfg, tiny_model_dir, tiny_catalog, tmp_path):
@@ -94,21 +88,9 @@ def test_sft_sigterm_writes_a_checkpoint_and_exits_zero(tiny_cfg, tmp_path):
 
     cfg = sft_cfg(tiny_cfg, tmp_path / "sft", "sft.train.max_steps=100000", "sft.train.eval_steps=100000")
     (tmp_path / "c.yaml").write_text(dump_config(cfg))
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "grporec.sft", "--config", str(tmp_path / "c.yaml")], env=env,
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = tmp_path / "sft" / "metrics.jsonl"
-    try:
-        deadline = time.time() + 120
-        while not log.exists() or len(log.read_text().splitlines()) < 2:
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.time() < deadline, "SFT did not start stepping"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, out
+    returncode, out = sigterm_after_steps("grporec.sft", tmp_path / "c.yaml", log)
+    assert returncode == 0, out
     last = json.loads(log.read_text().splitlines()[-1])["step"]
     ckpt = latest_checkpoint(tmp_path / "sft")
     assert ckpt is not None and ckpt.name == f"step-{last:07d}" and (ckpt / "trainer_state.pt").is_file()

@@ -1,10 +1,8 @@
 """The loop as users run it: a separate process (SIGTERM) and torchrun with 2 ranks (gloo, FSDP2)."""
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +10,7 @@ import torch
 
 from grporec.checkpoint import latest_checkpoint
 from grporec.config import dump_config
-from conftest import params, tiny_loop_cfg
+from conftest import params, sigterm_after_steps, tiny_loop_cfg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,19 +32,8 @@ def _step_lines(run_dir: Path) -> list[dict]:
 def test_sigterm_writes_a_checkpoint_and_exits_zero(tiny_cfg, tiny_model_dir, tmp_path):
     cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=100000", "train.save_steps=0")
     (tmp_path / "c.yaml").write_text(dump_config(cfg))
-    proc = subprocess.Popen([sys.executable, "-m", "grporec.loop", "--config", str(tmp_path / "c.yaml")],
-                            env=_env(), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        deadline = time.time() + 120
-        while len(_step_lines(tmp_path / "run")) < 2:
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.time() < deadline, "the loop did not start stepping"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, out
+    returncode, out = sigterm_after_steps("grporec.loop", tmp_path / "c.yaml", tmp_path / "run" / "metrics.jsonl")
+    assert returncode == 0, out
     last = _step_lines(tmp_path / "run")[-1]["step"]
     ckpt = latest_checkpoint(tmp_path / "run")
     assert ckpt is not None and ckpt.name == f"step-{last:07d}"
