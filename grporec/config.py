@@ -114,6 +114,9 @@ class RLConfig:
     kl_estimator: Literal["k3", "k3+"] = "k3"
     loss_type: Literal["grpo", "token", "dr_grpo", "sequence"] = "grpo"
     scale_rewards: Literal["group", "batch", "none"] = "group"
+    # "group": GRPO's one advantage per completion; "sibling": per-token prefix-tree advantages (each SID
+    # level's token against the group members that share the earlier levels; see loss/advantage.py).
+    advantage: Literal["group", "sibling"] = "group"
     num_iterations: int = 1  # policy updates per rollout (> 1 uses the PPO clip)
     epsilon_low: float = 0.2
     epsilon_high: float = 0.2

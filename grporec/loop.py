@@ -4,7 +4,8 @@ One optimizer step, in order:
   1. take this rank's slice of the global batch of prompts (each sample carries its target);
   2. rollout: G catalog completions per prompt (constrained beam search, sampling or dynamic
      sampling) with the policy in eval mode, no grad;
-  3. rewards, then group-relative advantages;
+  3. rewards, then group-relative advantages (rl.advantage: one per completion, or per-token
+     prefix-tree "sibling" advantages);
   4. reference per-token log-probs (frozen reference; skipped, and never loaded, when beta = 0);
   5. policy log-probs with grad, the GRPO loss and backward over micro-batches; clip the
      gradient norm; AdamW; cosine schedule (num_iterations > 1 reuses the rollout, clipped);
@@ -30,11 +31,11 @@ from grporec.data.load import load_data_catalog, load_split
 from grporec.data.stream import SampleStream
 from grporec.decode import build_catalog_trie
 from grporec.evaluate import eval_samples, evaluate
-from grporec.loss import group_advantages
+from grporec.loss import group_advantages, sibling_advantages
 from grporec.optim import build_optimizer, guarded_step
 from grporec.rewards import RewardInputs
-from grporec.rl import (build_rewards, build_rl_dataset, generate, load_models, logps_of, make_micro_batches,
-                        policy_backward, rollout_metrics, sync_reference)
+from grporec.rl import (build_rewards, build_rl_dataset, generate, level_codes, load_models, logps_of,
+                        make_micro_batches, policy_backward, rollout_metrics, sid_level_count, sync_reference)
 from grporec.runlog import RunLog, check_report_to
 from grporec.stop import StopRequest
 from grporec.cli import TrainingError
@@ -54,6 +55,9 @@ def check_settings(cfg: Config) -> None:
     if not 0 <= cfg.rl.ref_sync_alpha <= 1:
         raise ValueError(f"rl.ref_sync_alpha must be in [0, 1], got {cfg.rl.ref_sync_alpha}")
     check_report_to(cfg.train.report_to)
+    if cfg.rl.advantage == "sibling" and cfg.rl.loss_type == "sequence":
+        raise ValueError("rl.advantage=sibling gives per-token advantages; rl.loss_type=sequence has one ratio per "
+                         "sequence: use grpo, token or dr_grpo")
 
 
 # What a resumed run must share with its checkpoint: they fix the data order and the group layout.
@@ -106,6 +110,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     trie = build_catalog_trie(tokenizer, catalog.sids, env.device)
     label_of = {sid: i for i, sid in enumerate(catalog.sids)}
     rewards = build_rewards(cfg, catalog, env.device)
+    levels = sid_level_count(catalog) if cfg.rl.advantage == "sibling" else 0
     total_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else cfg.train.epochs * math.ceil(len(dataset) / cfg.train.prompts_per_step)
     optimizer, scheduler = build_optimizer(policy, cfg.train, total_steps * cfg.rl.num_iterations)
     stream = SampleStream(dataset, cfg.seed)
@@ -154,7 +159,11 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
                 ranks=torch.cat([ch.rollout.ranks.cpu() for ch in chunks]),
                 histories=[s.history_sids for s in batch],
             ))
-            advantages, adv_metrics = group_advantages(reward, G, cfg.rl.scale_rewards)
+            if cfg.rl.advantage == "sibling":  # per token [rows, L]: each level against its prefix siblings
+                L = chunks[0].rollout.completion_ids.shape[1]
+                advantages, adv_metrics = sibling_advantages(reward, level_codes(chunks, levels), G, L, cfg.rl.scale_rewards)
+            else:  # one per completion [rows]
+                advantages, adv_metrics = group_advantages(reward, G, cfg.rl.scale_rewards)
             times["reward"] = time.perf_counter() - t
             # 4. reference (and, for several updates per rollout, old-policy) log-probs
             t = time.perf_counter()

@@ -99,6 +99,21 @@ class Chunk:
     target_mask: torch.Tensor  # [B, L] (all 0 where the target is not in the trie)
 
 
+def sid_level_count(catalog: Catalog) -> int:
+    """K, the number of levels of every catalog SID (one token each, as check_sid_tokenizer ensures)."""
+    from grporec.data.formats import split_sid
+
+    counts = {len(split_sid(sid)) for sid in catalog.sids}
+    if len(counts) != 1:
+        raise ValueError(f"rl.advantage=sibling needs SIDs of one length; the catalog has lengths {sorted(counts)}")
+    return counts.pop()
+
+
+def level_codes(chunks: list["Chunk"], levels: int) -> torch.Tensor:
+    """[rows, K] the SID level codes of every completion (its first K token ids), on the CPU."""
+    return torch.cat([ch.rollout.completion_ids[:, :levels].cpu() for ch in chunks])
+
+
 @torch.no_grad()
 def generate(policy, tokenizer, trie, samples: list[D.Sample], cfg: Config, label_of: dict[str, int],
              generator: torch.Generator, env: dist.DistEnv) -> list[Chunk]:

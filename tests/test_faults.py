@@ -11,7 +11,6 @@ from grporec.runlog import drop_after
 from conftest import ENV, sigterm_after_steps, tiny_loop_cfg
 
 
-
 def test_more_generations_than_catalog_sids_is_an_error(tiny_cfg, tiny_model_dir, tiny_catalog, tmp_path):
     n = len(tiny_catalog.sids)
     cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", f"rl.num_generations={n + 1}")

@@ -73,3 +73,25 @@ def test_torchrun_two_ranks_matches_one_process(tiny_cfg, tiny_model_dir, tmp_pa
         for k in p1:
             torch.testing.assert_close(p2[k], p1[k], atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(r2[k], r1[k], atol=1e-5, rtol=1e-5)
+
+
+def test_sibling_advantages_two_ranks_match_one_process(tiny_cfg, tiny_model_dir, tmp_path):
+    """Per-token prefix-tree advantages are computed per group, so ranks need no communication for them."""
+    runs = {}
+    for name, launcher in (("one", [sys.executable, "-m", "grporec.loop"]),
+                           ("two", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                                    "--master_port=29519", "-m", "grporec.loop"])):
+        cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / name, "train.max_steps=2", "rl.advantage=sibling")
+        (tmp_path / f"{name}.yaml").write_text(dump_config(cfg))
+        r = subprocess.run(launcher + ["--config", str(tmp_path / f"{name}.yaml")], env=_env(), cwd=tmp_path,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        runs[name] = _step_lines(tmp_path / name)
+    assert len(runs["one"]) == len(runs["two"]) == 2
+    for a, b in zip(runs["one"], runs["two"]):
+        for k in ("loss", "reward", "kl"):
+            assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-8), (k, a[k], b[k])
+    p1 = params(latest_checkpoint(tmp_path / "one") / "policy")
+    p2 = params(latest_checkpoint(tmp_path / "two") / "policy")
+    for k in p1:
+        torch.testing.assert_close(p2[k], p1[k], atol=1e-5, rtol=1e-5)

@@ -52,3 +52,49 @@ def group_advantages(
         "reward_std": std.mean().detach(),
     }
     return adv.view(-1), metrics
+
+
+def sibling_advantages(
+    rewards: torch.Tensor, codes: torch.Tensor, group_size: int, length: int,
+    scale: Literal["group", "batch", "none"] = "group",
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Prefix-tree ("sibling") advantages, one per token (as in Sibling-GRPO / V-STAR).
+
+    The token that chooses SID level j of a completion is credited with the completion's reward
+    minus the mean reward of the group members that share its first j levels (its siblings in
+    the prefix tree: the ones that made the same earlier choices). Level 0 is the plain group
+    baseline; tokens after the last level (newline, EOS) compare with the members that chose the
+    same whole SID. With `scale="group"` every token's advantage is divided by its group's reward
+    std (+ STD_EPS), as in GRPO, so that the two are on one scale; "batch" divides by the batch's
+    std; "none" does not divide. A group whose rewards are all equal gets 0 everywhere.
+
+    Args:
+        rewards: [B*G] rewards, group by group.
+        codes: [B*G, K] each completion's SID level codes (its first K token ids, one token per level).
+        group_size: G.
+        length: L, the completion length in tokens (K <= L).
+        scale: as for `group_advantages`.
+    Returns:
+        (advantages [B*G, L] fp32, metrics as `group_advantages`).
+    """
+    _, metrics = group_advantages(rewards, group_size, scale)  # checks the arguments; same metrics
+    G = group_size
+    K = codes.shape[1]
+    if codes.dim() != 2 or codes.shape[0] != rewards.numel() or K > length:
+        raise ValueError(f"codes must be [B*G, K] with K <= L={length}, got {tuple(codes.shape)}")
+    r = rewards.float().view(-1, G)  # [B, G]
+    c = codes.view(-1, G, K)  # [B, G, K]
+    same = c.unsqueeze(2) == c.unsqueeze(1)  # [B, G, G, K]: member m has i's code at level k
+    per_level = []
+    for j in range(K + 1):  # j levels shared: j = 0 .. K
+        shares = same[..., :j].all(-1) if j else torch.ones_like(same[..., 0])  # [B, G, G]
+        baseline = (shares.float() * r.unsqueeze(1)).sum(-1) / shares.float().sum(-1)  # [B, G]
+        per_level.append(r - baseline)
+    centred = torch.stack(per_level[:K] + [per_level[K]] * (length - K), dim=-1)  # [B, G, L]
+    if scale == "group":
+        centred = centred / (r.std(dim=1, keepdim=True).unsqueeze(-1) + STD_EPS)
+    elif scale == "batch":
+        centred = centred / (rewards.float().std() + STD_EPS)
+    constant = (r.amax(dim=1) == r.amin(dim=1)).view(-1, 1, 1)
+    adv = torch.where(constant, torch.zeros_like(centred), centred)
+    return adv.view(-1, length), metrics
