@@ -117,6 +117,9 @@ class RLConfig:
     # "group": GRPO's one advantage per completion; "sibling": per-token prefix-tree advantages (each SID
     # level's token against the group members that share the earlier levels; see loss/advantage.py).
     advantage: Literal["group", "sibling"] = "group"
+    # > 0: add nll_coef x the NLL (mean per token) of each prompt's ground-truth completion, computed in the
+    # same prompt-shared forward as the G completions (one extra row per prompt): GRPO + NLL anchor.
+    nll_coef: float = 0.0
     num_iterations: int = 1  # policy updates per rollout (> 1 uses the PPO clip)
     epsilon_low: float = 0.2
     epsilon_high: float = 0.2

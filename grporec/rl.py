@@ -231,11 +231,31 @@ def make_micro_batches(chunks: list[Chunk], advantages: torch.Tensor, ref_logps,
 def micro_loss(policy, mb: MicroBatch, cfg: Config) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The loss of one micro-batch and its metrics: the policy's per-token log-probs (prompt run
     once, shared by its G completions), then the GRPO loss. A loss variant forks this function;
-    every metric it returns is averaged over the step and logged."""
-    logps = completion_logps(policy, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask, mb.temperature)
-    return grpo_loss(logps, mb.ref_logps, mb.advantages, mb.completion_mask, cfg.rl.beta, old_logps=mb.old_logps,
-                     loss_type=cfg.rl.loss_type, epsilon_low=cfg.rl.epsilon_low, epsilon_high=cfg.rl.epsilon_high,
-                     kl_estimator=cfg.rl.kl_estimator)
+    every metric it returns is averaged over the step and logged.
+
+    With rl.nll_coef > 0 each prompt's ground-truth completion rides along as one more row of the
+    same prompt-shared forward (G + 1 rows per prompt), and nll_coef x its mean token NLL is added
+    (the NLL anchor of GRPO + NLL); `nll_target` is logged.
+    """
+    b, G = mb.prompt_ids.shape[0], mb.rows // mb.prompt_ids.shape[0]
+    if cfg.rl.nll_coef > 0:
+        L = mb.completion_ids.shape[1]
+        ids = torch.cat([mb.completion_ids.view(b, G, L), mb.target_ids.unsqueeze(1)], 1).view(b * (G + 1), L)
+        mask = torch.cat([mb.completion_mask.view(b, G, L), mb.target_mask.unsqueeze(1).to(mb.completion_mask.dtype)], 1)
+        both = completion_logps(policy, mb.prompt_ids, mb.prompt_mask, ids, mask.view(b * (G + 1), L), mb.temperature)
+        both = both.view(b, G + 1, L)
+        logps, target_logps = both[:, :G].reshape(b * G, L), both[:, G]  # [b*G, L], [b, L]
+    else:
+        logps = completion_logps(policy, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask, mb.temperature)
+    loss, metrics = grpo_loss(logps, mb.ref_logps, mb.advantages, mb.completion_mask, cfg.rl.beta, old_logps=mb.old_logps,
+                              loss_type=cfg.rl.loss_type, epsilon_low=cfg.rl.epsilon_low, epsilon_high=cfg.rl.epsilon_high,
+                              kl_estimator=cfg.rl.kl_estimator)
+    if cfg.rl.nll_coef > 0:
+        tmask = mb.target_mask.float()
+        nll = -(target_logps * tmask).sum() / tmask.sum().clamp(min=1)
+        loss = loss + cfg.rl.nll_coef * nll
+        metrics = {**metrics, "nll_target": nll.detach()}
+    return loss, metrics
 
 
 def policy_backward(policy, batches: list[MicroBatch], cfg: Config, env: dist.DistEnv,

@@ -45,3 +45,45 @@ def test_sibling_advantages_run_through_the_loop(tiny_cfg, tiny_model_dir, tmp_p
     with pytest.raises(ValueError, match="rl.advantage=sibling gives per-token advantages; rl.loss_type=sequence"):
         loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "b", "rl.advantage=sibling",
                                  "rl.loss_type=sequence"), ENV)
+
+
+def test_nll_anchor_rides_in_the_prompt_shared_forward(tiny_cfg):
+    """micro_loss with rl.nll_coef: the GRPO loss of the G completions plus nll_coef x the mean token
+    NLL of each prompt's target, against the same numbers from plain forwards."""
+    from dataclasses import replace
+
+    from grporec.decode import SidTrie, beam_search, left_pad
+    from grporec.logprobs import completion_logps, full_completion_logps
+    from grporec.loss import grpo_loss
+    from test_decode import PAD, PROMPTS, random_catalog, tiny_lm
+
+    G = 4
+    model = tiny_lm(7)
+    trie = SidTrie.build(random_catalog(7, 12), PAD)
+    ids, mask = left_pad(PROMPTS, PAD)
+    r = beam_search(model, ids, mask, trie, G)
+    targets = torch.tensor([3, 5, 11])
+    t_ids, t_mask = trie.path(targets)
+    adv = torch.randn(len(PROMPTS) * G, generator=torch.Generator().manual_seed(0))
+    mb = rl.MicroBatch(ids, mask, r.completion_ids, r.completion_mask, [None] * 3, adv, None, None, t_ids, t_mask,
+                       r.injected, 1.0)
+    cfg = tiny_loop_cfg(tiny_cfg, "unused", "unused", "rl.beta=0.0", "rl.nll_coef=0.5")
+    loss, m = rl.micro_loss(model, mb, cfg)
+    plain = completion_logps(model, ids, mask, r.completion_ids, r.completion_mask)
+    want_grpo, _ = grpo_loss(plain, None, adv, r.completion_mask, 0.0)
+    tl = full_completion_logps(model, ids, mask, t_ids, t_mask)  # [3, L], one row per prompt
+    want_nll = -(tl * t_mask).sum() / t_mask.sum()
+    torch.testing.assert_close(m["nll_target"], want_nll.detach(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loss, want_grpo + 0.5 * want_nll, atol=1e-5, rtol=1e-5)
+    # without the anchor: the plain GRPO loss, and no nll_target metric
+    loss0, m0 = rl.micro_loss(model, mb, replace(cfg, rl=replace(cfg.rl, nll_coef=0.0)))
+    torch.testing.assert_close(loss0, want_grpo, atol=1e-6, rtol=1e-6)
+    assert "nll_target" not in m0
+
+
+def test_nll_anchor_through_the_loop_lowers_the_target_nll(tiny_cfg, tiny_model_dir, tmp_path):
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=4", "rl.nll_coef=1.0",
+                        "rl.beta=0.0", "train.prompts_per_step=2", "train.lr=1e-2")
+    h = loop.train(cfg, ENV)["history"]
+    assert all("nll_target" in x for x in h)
+    assert h[-1]["nll_target"] < h[0]["nll_target"]
