@@ -41,7 +41,8 @@ from grporec.metrics import paired_difference  # noqa: E402
 
 # Each variant is a list of overrides on top of the config's GRPO settings (lr, steps, batch), after
 # BASE resets what variants differ in, so that the config's own recipe does not leak into them.
-BASE = ["reward.names=null", "reward.reward_type=ranking", "rl.rollout=beam", "rl.add_gt=false", "rl.beta=1e-3"]
+BASE = ["reward.names=null", "reward.reward_type=ranking", "rl.rollout=beam", "rl.add_gt=false", "rl.beta=1e-3",
+        "rl.advantage=group", "rl.nll_coef=0.0"]
 VARIANTS: dict[str, list[str]] = {
     "published": [],  # MiniOneRec's recipe: 16 beams, rule + ndcg_rule, beta 1e-3
     "add_gt": ["rl.add_gt=true"],
@@ -52,6 +53,10 @@ VARIANTS: dict[str, list[str]] = {
     # Sampled groups have no beam rank, so ndcg_rule's rank penalty is noise there: rule + prefix only.
     "add_gt+rule_prefix+sample": ["reward.names=[rule,prefix]", "rl.rollout=sample", "rl.add_gt=true"],
     "add_gt+prefix+beta0.04": ["reward.reward_type=ranking_prefix", "rl.add_gt=true", "rl.beta=0.04"],
+    # issue 14's switches: per-token prefix-tree advantages on the recommended recipe; the NLL anchor on MiniOneRec's
+    "add_gt+rule_prefix+sample+sibling": ["reward.names=[rule,prefix]", "rl.rollout=sample", "rl.add_gt=true",
+                                          "rl.advantage=sibling"],
+    "published+nll0.1": ["rl.nll_coef=0.1"],
 }
 METRICS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20")
 PAIRED = (("ndcg", 10), ("hr", 10), ("hr", 20))
