@@ -173,10 +173,10 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             # 5. policy update(s)
             times["policy"] = times["optimizer"] = 0.0
             lr = scheduler.get_last_lr()[0]  # the rate this step uses
+            batches = make_micro_batches(chunks, advantages, ref_logps, old_logps, cfg)  # what rl.micro_loss sees
             for _ in range(cfg.rl.num_iterations):
                 t = time.perf_counter()
-                batches = make_micro_batches(chunks, advantages, ref_logps, old_logps, cfg)
-                loss, loss_metrics, finite = policy_backward(policy, batches, cfg, env)  # micro_loss on each
+                loss, loss_metrics, finite = policy_backward(policy, batches, cfg, env)  # rl.micro_loss on each
                 times["policy"] += time.perf_counter() - t
                 t = time.perf_counter()
                 stepped, grad_norm = guarded_step(policy, optimizer, scheduler, cfg.train.max_grad_norm, finite)
