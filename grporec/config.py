@@ -105,7 +105,8 @@ class RLConfig:
 
     datasets: list[str] = field(default_factory=lambda: ["sid_history", "title2sid", "title_history"])
     num_generations: int = 16  # G completions per prompt
-    rollout: Literal["beam", "sample", "dynamic"] = "beam"  # constrained beam search, sampling, dynamic sampling
+    # constrained beam search, stochastic beam search (HF's beam sampling, at rl.temperature), sampling, dynamic sampling
+    rollout: Literal["beam", "beam_sample", "sample", "dynamic"] = "beam"
     # Ground-truth injection: a group whose G completions miss the prompt's own target gets the target in
     # place of its lowest-ranked completion, so every group has a hit (an off-policy row; see README).
     add_gt: bool = False

@@ -131,12 +131,14 @@ def generate(policy, tokenizer, trie, samples: list[D.Sample], cfg: Config, labe
         with autocast(env, cfg):
             if cfg.rl.rollout == "beam":
                 r = beam_search(policy, ids, mask, trie, G)
+            elif cfg.rl.rollout == "beam_sample":
+                r = beam_search(policy, ids, mask, trie, G, generator=generator, temperature=cfg.rl.temperature)
             elif cfg.rl.rollout == "sample":
                 r = sample(policy, ids, mask, trie, G, cfg.rl.temperature, generator)
             elif cfg.rl.rollout == "dynamic":
                 r = dynamic_sample(policy, ids, mask, trie, G, targets, cfg.rl.temperature, generator)
             else:
-                raise ValueError(f"rl.rollout must be beam, sample or dynamic, got {cfg.rl.rollout!r}")
+                raise ValueError(f"rl.rollout must be beam, beam_sample, sample or dynamic, got {cfg.rl.rollout!r}")
         if cfg.rl.add_gt:
             r = inject_targets(r, targets, trie)
         target_ids, target_mask = trie.path(targets.clamp(min=0))

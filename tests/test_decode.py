@@ -382,3 +382,23 @@ def test_bf16_beam_search_keeps_fp32_item_sets_where_scores_are_well_separated(s
                 assert set(got[:k]) == set(labels[:k]), (b, k)
                 checked += 1
     assert checked >= 3, "no prompt had well-separated scores: the check would prove nothing"
+
+
+def test_beam_sampling_is_seeded_valid_and_exact_when_the_beam_holds_the_catalog():
+    model = tiny_lm(21)
+    seqs = random_catalog(21, 30)
+    trie = SidTrie.build(seqs, PAD)
+    ids, mask = left_pad(PROMPTS, PAD)
+    draw = lambda seed, G=6: beam_search(model, ids, mask, trie, G, generator=torch.Generator().manual_seed(seed))  # noqa: E731
+    a, b, c = draw(0), draw(0), draw(1)
+    assert a.labels.tolist() == b.labels.tolist()  # the same seed, the same beams
+    assert a.labels.tolist() != c.labels.tolist()  # another seed, other beams (on these prompts)
+    assert a.valid.all() and all(row in seqs for row in a.completion_ids.tolist())
+    for r in (a, c):  # each group best first by its own score, and the scores are the model's
+        assert (r.scores.view(3, 6).diff(dim=1) <= 0).all()
+        torch.testing.assert_close(r.token_logps.sum(1), r.scores)
+    # a beam as wide as the catalog keeps every candidate at every step: the same as the exact search
+    exact = beam_search(model, ids, mask, trie, 30)
+    wide = draw(5, G=30)
+    assert wide.labels.tolist() == exact.labels.tolist()
+    torch.testing.assert_close(wide.scores, exact.scores)

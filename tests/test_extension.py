@@ -87,3 +87,12 @@ def test_nll_anchor_through_the_loop_lowers_the_target_nll(tiny_cfg, tiny_model_
     h = loop.train(cfg, ENV)["history"]
     assert all("nll_target" in x for x in h)
     assert h[-1]["nll_target"] < h[0]["nll_target"]
+
+
+def test_beam_sample_rollouts_through_the_loop_are_reproducible(tiny_cfg, tiny_model_dir, tmp_path):
+    runs = []
+    for name in ("a", "b"):
+        cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / name, "train.max_steps=2", "rl.rollout=beam_sample")
+        runs.append(loop.train(cfg, ENV)["history"])
+    assert [(h["loss"], h["reward"]) for h in runs[0]] == [(h["loss"], h["reward"]) for h in runs[1]]
+    assert all(h["categorical_diversity"] == 1.0 for h in runs[0])  # beams are distinct items, as in beam search

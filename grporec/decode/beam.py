@@ -28,6 +28,8 @@ def beam_search(
     num_beams: int,
     constrained: bool = True,
     shared_prefix: bool | None = None,
+    generator: torch.Generator | None = None,
+    temperature: float = 1.0,
 ) -> Rollout:
     """Top-`num_beams` catalog completions per prompt.
 
@@ -45,7 +47,7 @@ def beam_search(
     B, G, L = prompt_ids.shape[0], num_beams, trie.depth
     device = prompt_ids.device
     stepper = Stepper(model, shared_prefix)
-    logp = stepper.prefill(prompt_ids, prompt_mask).log_softmax(-1)  # [B, V]
+    logp = (stepper.prefill(prompt_ids, prompt_mask) / temperature).log_softmax(-1)  # [B, V]
     state = torch.zeros(B, dtype=torch.long, device=device)  # trie state per row (root)
     score = torch.zeros(B, device=device)
     tokens = torch.empty(B, 0, dtype=torch.long, device=device)
@@ -65,7 +67,13 @@ def beam_search(
         cand = (score.unsqueeze(1) + step_lp).view(B, beams * C)  # [B, beams*C]
         if beams * C < G:  # fewer continuations than beams: the rest stay invalid
             cand = torch.cat([cand, cand.new_full((B, G - beams * C), NEG_INF)], dim=1)
-        top, flat = cand.topk(G, dim=1)  # [B, G], sorted descending
+        if generator is None:
+            top, flat = cand.topk(G, dim=1)  # [B, G], sorted descending
+        else:  # draw 2G without replacement in proportion to exp(cand), keep the best G of them
+            gumbel = -torch.empty_like(cand).exponential_(generator=generator).log()
+            _, drawn = (cand + gumbel).topk(min(2 * G, cand.shape[1]), dim=1)
+            top, order = cand.gather(1, drawn).topk(G, dim=1)
+            flat = drawn.gather(1, order)
         parent = (flat // C).clamp(max=beams - 1)
         col = (flat % C).view(-1)  # [B*G]
         rows = (torch.arange(B, device=device).unsqueeze(1) * beams + parent).view(-1)  # [B*G]
@@ -83,7 +91,7 @@ def beam_search(
                 stepper.expand(G, max_new=L)  # each prompt's KV copied to its G beams
             else:
                 stepper.reorder_within_groups(rows)
-            logp = stepper.step(tokens[:, -1]).log_softmax(-1)
+            logp = (stepper.step(tokens[:, -1]) / temperature).log_softmax(-1)
     return finish_rollout(prompt_ids, prompt_mask, trie, tokens, token_lp, is_pad, score, state, G, constrained)
 
 
