@@ -57,6 +57,7 @@ VARIANTS: dict[str, list[str]] = {
     "add_gt+rule_prefix+sample+sibling": ["reward.names=[rule,prefix]", "rl.rollout=sample", "rl.add_gt=true",
                                           "rl.advantage=sibling"],
     "published+nll0.1": ["rl.nll_coef=0.1"],
+    "beam_sample": ["rl.rollout=beam_sample"],  # MiniOneRec's recipe with stochastic beams (T = 1)
 }
 METRICS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20")
 PAIRED = (("ndcg", 10), ("hr", 10), ("hr", 20))
