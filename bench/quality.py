@@ -173,7 +173,8 @@ def main():
     ap.add_argument("--job", nargs=2, metavar=("VARIANT", "SEED"), help=argparse.SUPPRESS)  # internal: one run
     global ARGS
     ARGS, ARGS.overrides = ap.parse_known_args()
-    torch.set_num_threads(ARGS.threads or max(1, (os.cpu_count() or 1) // ARGS.jobs))
+    ARGS.threads = ARGS.threads or max(1, (os.cpu_count() or 1) // ARGS.jobs)  # each job's share of the cores
+    torch.set_num_threads(ARGS.threads)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -212,7 +213,7 @@ def main():
         log = root / "quality" / v / f"seed{s}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, __file__, "--config", ARGS.config, "--job", v, str(s), "--steps", str(ARGS.steps),
-               "--device", ARGS.device, "--threads", str(ARGS.threads or max(1, (os.cpu_count() or 1) // ARGS.jobs)),
+               "--device", ARGS.device, "--threads", str(ARGS.threads),
                *ARGS.overrides]
         with log.open("w") as f:
             rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT).returncode

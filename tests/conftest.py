@@ -81,6 +81,40 @@ def params(model_dir_or_model) -> dict:
     return {k: v.detach().clone() for k, v in m.state_dict().items()}
 
 
+def subprocess_env() -> dict:
+    """The environment for running grporec as a subprocess: this checkout importable, one CPU thread."""
+    return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
+
+
+def step_lines(run_dir: Path) -> list[dict]:
+    """The per-step records of a run's metrics.jsonl (evaluations left out); [] before the first step."""
+    import json
+
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip() and '"loss"' in x]
+
+
+def run_loop(cfg: Config, ranks: int | None = None, port: int = 29517) -> list[dict]:
+    """Run the GRPO loop on `cfg` as a user would: `python -m grporec.loop` (ranks None) or torchrun
+    with `ranks` processes; asserts it exits 0 and returns its step records."""
+    import subprocess
+    import sys
+
+    from grporec.config import dump_config
+
+    out = Path(cfg.output_dir)
+    config = out.parent / f"{out.name}.yaml"
+    config.write_text(dump_config(cfg))
+    launcher = [sys.executable, "-m"] + ([] if ranks is None else
+                                         ["torch.distributed.run", f"--nproc_per_node={ranks}", f"--master_port={port}", "-m"])
+    r = subprocess.run(launcher + ["grporec.loop", "--config", str(config)], env=subprocess_env(), cwd=out.parent,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return step_lines(out)
+
+
 def sigterm_after_steps(module: str, config: Path, log: Path, steps: int = 2, cwd: Path | None = None) -> tuple[int, str]:
     """Run `python -m module --config config`, send SIGTERM once `log` (its metrics.jsonl) holds
     `steps` lines, and return (exit status, output)."""
@@ -89,12 +123,11 @@ def sigterm_after_steps(module: str, config: Path, log: Path, steps: int = 2, cw
     import sys
     import time
 
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", module, "--config", str(config)], env=env, cwd=cwd or config.parent,
+    proc = subprocess.Popen([sys.executable, "-m", module, "--config", str(config)], env=subprocess_env(), cwd=cwd or config.parent,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.time() + 120
-        while not log.exists() or sum(1 for x in log.read_text().splitlines() if '"loss"' in x) < steps:
+        while len(step_lines(log.parent)) < steps:
             assert proc.poll() is None, proc.stdout.read()
             assert time.time() < deadline, f"{module} did not start stepping"
             time.sleep(0.2)

@@ -1,21 +1,13 @@
 """CUDA-only checks (skipped without a GPU; CI has none): the decoder, bf16, one GRPO step, FSDP2 over nccl."""
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from grporec import dist, loop
-from grporec.config import dump_config
 from grporec.decode import SidTrie, beam_search, left_pad
 from test_decode import PAD, PROMPTS, random_catalog, tiny_lm
-from conftest import tiny_loop_cfg
+from conftest import run_loop, tiny_loop_cfg
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("shared", [False, True])
@@ -56,10 +48,6 @@ def test_bf16_grpo_steps_with_reference_on_cuda(tiny_cfg, tiny_model_dir, tmp_pa
     assert h[0]["kl"] == 0.0 and h[1]["kl"] > 0.0  # same weights at step 1; the policy moved before step 2
 
 
-def _step_lines(run_dir):
-    return [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
-
-
 def test_torchrun_one_rank_nccl_fsdp2_matches_one_process(tiny_cfg, tiny_model_dir, tmp_path):
     """torchrun --nproc_per_node=1 (nccl process group, FSDP2 with a bf16 MixedPrecisionPolicy)
     against one process (bf16 autocast): same prompts, same bf16 compute of the same fp32 weights.
@@ -68,17 +56,9 @@ def test_torchrun_one_rank_nccl_fsdp2_matches_one_process(tiny_cfg, tiny_model_d
     decodes the same completions); loss and KL agree to 1e-5 absolute;
     the gradient norm to 2% (FSDP's bf16 parameter copies and fp32 gradient reduction round in a
     different order from autocast's per-op casts)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
-    runs = {}
-    for name, launcher in (("one", [sys.executable, "-m", "grporec.loop"]),
-                           ("fsdp", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1",
-                                     "--master_port=29531", "-m", "grporec.loop"])):
-        cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / name, "train.max_steps=2", "train.mixed_precision=true")
-        (tmp_path / f"{name}.yaml").write_text(dump_config(cfg))
-        r = subprocess.run(launcher + ["--config", str(tmp_path / f"{name}.yaml")], env=env, cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        runs[name] = _step_lines(tmp_path / name)
+    runs = {name: run_loop(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / name, "train.max_steps=2",
+                                         "train.mixed_precision=true"), ranks, port)
+            for name, ranks, port in (("one", None, 0), ("fsdp", 1, 29531))}
     a, b = runs["one"][0], runs["fsdp"][0]
     assert b["reward"] == a["reward"]
     assert b["loss"] == pytest.approx(a["loss"], abs=1e-5) and b["kl"] == pytest.approx(a["kl"], abs=1e-5)

@@ -1,32 +1,10 @@
 """The loop as users run it: a separate process (SIGTERM) and torchrun with 2 ranks (gloo, FSDP2)."""
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 from grporec.checkpoint import latest_checkpoint
 from grporec.config import dump_config
-from conftest import params, sigterm_after_steps, tiny_loop_cfg
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
-def _step_lines(run_dir: Path) -> list[dict]:
-    path = run_dir / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip() and '"loss"' in x]
+from conftest import params, run_loop, sigterm_after_steps, step_lines, tiny_loop_cfg
 
 
 def test_sigterm_writes_a_checkpoint_and_exits_zero(tiny_cfg, tiny_model_dir, tmp_path):
@@ -34,7 +12,7 @@ def test_sigterm_writes_a_checkpoint_and_exits_zero(tiny_cfg, tiny_model_dir, tm
     (tmp_path / "c.yaml").write_text(dump_config(cfg))
     returncode, out = sigterm_after_steps("grporec.loop", tmp_path / "c.yaml", tmp_path / "run" / "metrics.jsonl")
     assert returncode == 0, out
-    last = _step_lines(tmp_path / "run")[-1]["step"]
+    last = step_lines(tmp_path / "run")[-1]["step"]
     ckpt = latest_checkpoint(tmp_path / "run")
     assert ckpt is not None and ckpt.name == f"step-{last:07d}"
     assert not [p for p in (tmp_path / "run" / "checkpoints").iterdir() if p.name.startswith(".tmp")]
@@ -49,18 +27,9 @@ def test_torchrun_two_ranks_matches_one_process(tiny_cfg, tiny_model_dir, tmp_pa
     must agree; the only differences are float rounding from different padding and reduction
     order, hence the tolerance of 1e-5.
     """
-    runs = {}
-    for name, launcher in (("one", [sys.executable, "-m", "grporec.loop"]),
-                           ("two", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                                    "--master_port=29517", "-m", "grporec.loop"]),
-                           ("torchrun1", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=1",
-                                          "--master_port=29518", "-m", "grporec.loop"])):
-        cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / name, "train.max_steps=2", "rl.ref_sync_steps=1")
-        (tmp_path / f"{name}.yaml").write_text(dump_config(cfg))
-        r = subprocess.run(launcher + ["--config", str(tmp_path / f"{name}.yaml")], env=_env(), cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        runs[name] = _step_lines(tmp_path / name)
+    runs = {name: run_loop(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / name, "train.max_steps=2",
+                                         "rl.ref_sync_steps=1"), ranks, port)
+            for name, ranks, port in (("one", None, 0), ("two", 2, 29517), ("torchrun1", 1, 29518))}
     for other in ("two", "torchrun1"):
         assert len(runs[other]) == len(runs["one"]) == 2
         for a, b in zip(runs["one"], runs[other]):
@@ -77,16 +46,9 @@ def test_torchrun_two_ranks_matches_one_process(tiny_cfg, tiny_model_dir, tmp_pa
 
 def test_sibling_advantages_two_ranks_match_one_process(tiny_cfg, tiny_model_dir, tmp_path):
     """Per-token prefix-tree advantages are computed per group, so ranks need no communication for them."""
-    runs = {}
-    for name, launcher in (("one", [sys.executable, "-m", "grporec.loop"]),
-                           ("two", [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-                                    "--master_port=29519", "-m", "grporec.loop"])):
-        cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / name, "train.max_steps=2", "rl.advantage=sibling")
-        (tmp_path / f"{name}.yaml").write_text(dump_config(cfg))
-        r = subprocess.run(launcher + ["--config", str(tmp_path / f"{name}.yaml")], env=_env(), cwd=tmp_path,
-                           capture_output=True, text=True, timeout=300)
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-        runs[name] = _step_lines(tmp_path / name)
+    runs = {name: run_loop(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / name, "train.max_steps=2",
+                                         "rl.advantage=sibling"), ranks, port)
+            for name, ranks, port in (("one", None, 0), ("two", 2, 29519))}
     assert len(runs["one"]) == len(runs["two"]) == 2
     for a, b in zip(runs["one"], runs["two"]):
         for k in ("loss", "reward", "kl"):
