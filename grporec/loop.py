@@ -35,7 +35,7 @@ from grporec.loss import group_advantages, sibling_advantages
 from grporec.optim import build_optimizer, guarded_step
 from grporec.rewards import RewardInputs
 from grporec.rl import (build_rewards, build_rl_dataset, generate, level_codes, load_models, logps_of,
-                        make_micro_batches, policy_backward, rollout_metrics, sid_level_count, sync_reference)
+                        make_micro_batches, policy_backward, rollout_metrics, check_one_sid_length, sync_reference)
 from grporec.runlog import RunLog, check_report_to
 from grporec.stop import StopRequest
 from grporec.cli import TrainingError
@@ -110,7 +110,8 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     trie = build_catalog_trie(tokenizer, catalog.sids, env.device)
     label_of = {sid: i for i, sid in enumerate(catalog.sids)}
     rewards = build_rewards(cfg, catalog, env.device)
-    levels = sid_level_count(catalog) if cfg.rl.advantage == "sibling" else 0
+    if cfg.rl.advantage == "sibling":
+        check_one_sid_length(catalog)
     total_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else cfg.train.epochs * math.ceil(len(dataset) / cfg.train.prompts_per_step)
     optimizer, scheduler = build_optimizer(policy, cfg.train, total_steps * cfg.rl.num_iterations)
     stream = SampleStream(dataset, cfg.seed)
@@ -152,16 +153,19 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             times["rollout"] = time.perf_counter() - t0
             # 3. rewards and advantages
             t = time.perf_counter()
+            codes, target_codes = level_codes(chunks)  # [rows, K], [prompts, K]
             reward, reward_metrics = rewards(RewardInputs(
                 completions=[x for ch in chunks for x in ch.rollout.sids],
                 targets=[s.target_sid for s in batch],
                 group_size=G,
                 ranks=torch.cat([ch.rollout.ranks.cpu() for ch in chunks]),
                 histories=[s.history_sids for s in batch],
+                level_codes=codes,
+                target_codes=target_codes,
             ))
             if cfg.rl.advantage == "sibling":  # per token [rows, L]: each level against its prefix siblings
                 L = chunks[0].rollout.completion_ids.shape[1]
-                advantages, adv_metrics = sibling_advantages(reward, level_codes(chunks, levels), G, L, cfg.rl.scale_rewards)
+                advantages, adv_metrics = sibling_advantages(reward, codes, G, L, cfg.rl.scale_rewards)
             else:  # one per completion [rows]
                 advantages, adv_metrics = group_advantages(reward, G, cfg.rl.scale_rewards)
             times["reward"] = time.perf_counter() - t

@@ -97,21 +97,22 @@ class Chunk:
     targets: torch.Tensor
     target_ids: torch.Tensor  # [B, L] each prompt's target completion from the trie
     target_mask: torch.Tensor  # [B, L] (all 0 where the target is not in the trie)
+    target_codes: torch.Tensor  # [B, K] the target's SID level codes (all -1 where it is not in the trie)
 
 
-def sid_level_count(catalog: Catalog) -> int:
-    """K, the number of levels of every catalog SID (one token each, as check_sid_tokenizer ensures)."""
+def check_one_sid_length(catalog: Catalog) -> None:
+    """rl.advantage=sibling maps SID level k to completion token k: every SID needs the same levels."""
     from grporec.data.formats import split_sid
 
     counts = {len(split_sid(sid)) for sid in catalog.sids}
     if len(counts) != 1:
         raise ValueError(f"rl.advantage=sibling needs SIDs of one length; the catalog has lengths {sorted(counts)}")
-    return counts.pop()
 
 
-def level_codes(chunks: list["Chunk"], levels: int) -> torch.Tensor:
-    """[rows, K] the SID level codes of every completion (its first K token ids), on the CPU."""
-    return torch.cat([ch.rollout.completion_ids[:, :levels].cpu() for ch in chunks])
+def level_codes(chunks: list["Chunk"]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(completions' SID level codes [rows, K], targets' [prompts, K]) of a step, on the CPU."""
+    return (torch.cat([ch.rollout.level_codes.cpu() for ch in chunks]),
+            torch.cat([ch.target_codes.cpu() for ch in chunks]))
 
 
 @torch.no_grad()
@@ -142,7 +143,7 @@ def generate(policy, tokenizer, trie, samples: list[D.Sample], cfg: Config, labe
         if cfg.rl.add_gt:
             r = inject_targets(r, targets, trie)
         target_ids, target_mask = trie.path(targets.clamp(min=0))
-        chunks.append(Chunk(part, r, targets, target_ids, target_mask * (targets >= 0).unsqueeze(1)))
+        chunks.append(Chunk(part, r, targets, target_ids, target_mask * (targets >= 0).unsqueeze(1), trie.codes_of(targets)))
     policy.train()
     return chunks
 

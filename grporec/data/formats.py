@@ -14,6 +14,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 CSV_COLUMNS = (
     "user_id",
     "history_item_title",
@@ -59,6 +61,15 @@ def split_sid(sid: str, where: str = "") -> list[str]:
     if not isinstance(sid, str) or not SID_RE.match(sid):
         raise DataError(f"{where}malformed SID {sid!r}: expected tokens like <a_12><b_3><c_45>")
     return SID_TOKEN_RE.findall(sid)
+
+
+def sid_codes(sids: list[str], where: str = "") -> torch.Tensor:
+    """[N, K] the integer code of every level of each SID (`<a_1><b_2><c_3>` -> [1, 2, 3]), K the
+    most levels of any; -1 after a shorter SID's last level. What level rewards and prefix-tree
+    advantages compare, so that no loss or reward re-parses SID strings."""
+    levels = [[int(t[3:-1]) for t in split_sid(s, where)] for s in sids]
+    K = max((len(x) for x in levels), default=0)
+    return torch.tensor([x + [-1] * (K - len(x)) for x in levels], dtype=torch.long).view(len(sids), K)
 
 
 def _require_file(path: str | Path) -> Path:

@@ -16,8 +16,10 @@ __all__ = ["SidTrie", "Rollout", "beam_search", "sample", "dynamic_sample", "lef
 
 
 def build_catalog_trie(tokenizer, sids: list[str], device: str | torch.device = "cpu") -> SidTrie:
-    """The trie of every catalog completion `sid + "\\n"` + EOS, labelled by position in `sids`."""
+    """The trie of every catalog completion `sid + "\\n"` + EOS, labelled by position in `sids`,
+    carrying each SID as its name and its level codes [N, K] (`sid_codes`) as its codes."""
+    from grporec.data.formats import sid_codes
     from grporec.models.tokenizer import completion_ids
 
     seqs = [completion_ids(tokenizer, s + "\n") for s in sids]
-    return SidTrie.build(seqs, pad_id=tokenizer.pad_token_id, device=device, names=list(sids))
+    return SidTrie.build(seqs, pad_id=tokenizer.pad_token_id, device=device, names=list(sids), codes=sid_codes(sids))

@@ -102,4 +102,5 @@ def finish_rollout(prompt_ids, prompt_mask, trie, tokens, token_lp, is_pad, scor
     mask = (~is_pad & valid.unsqueeze(1)).long()
     tokens = torch.where(mask.bool(), tokens, trie.pad_id)
     names = trie.names_of(labels)
-    return Rollout(prompt_ids, prompt_mask, tokens, mask, token_lp * mask, score, valid, labels, names, G)
+    return Rollout(prompt_ids, prompt_mask, tokens, mask, token_lp * mask, score, valid, labels, names, G,
+                   level_codes=trie.codes_of(labels))

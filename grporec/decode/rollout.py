@@ -30,6 +30,8 @@ class Rollout:
     sids: [B*G] the completion's name (the trie's item mapping, e.g. its SID), None when invalid.
     injected: [B*G] bool, True for a row written by `inject_targets` rather than decoded (its
         token_logps and score are NaN: it was never drawn from the decoding distribution).
+    level_codes: [B*G, K] the trie's codes of each completion's label (for a catalog trie, the
+        SID's level codes, coarse to fine), -1 for invalid rows; None when the trie has no codes.
     """
 
     prompt_ids: torch.Tensor
@@ -43,6 +45,7 @@ class Rollout:
     sids: list[str | None]
     group_size: int
     injected: torch.Tensor | None = None
+    level_codes: torch.Tensor | None = None
 
     def __post_init__(self):
         if self.injected is None:
@@ -62,7 +65,8 @@ class Rollout:
         idx = rows.tolist()
         return Rollout(self.prompt_ids, self.prompt_mask, self.completion_ids[rows], self.completion_mask[rows],
                        self.token_logps[rows], self.scores[rows], self.valid[rows], self.labels[rows],
-                       [self.sids[i] for i in idx], group_size, self.injected[rows])
+                       [self.sids[i] for i in idx], group_size, self.injected[rows],
+                       None if self.level_codes is None else self.level_codes[rows])
 
 
 def inject_targets(r: Rollout, targets: torch.Tensor, trie) -> Rollout:
@@ -88,7 +92,8 @@ def inject_targets(r: Rollout, targets: torch.Tensor, trie) -> Rollout:
     if ids.shape[1] != L:
         raise ValueError(f"trie paths have {ids.shape[1]} tokens but the rollout's completions have {L}")
     out = Rollout(r.prompt_ids, r.prompt_mask, r.completion_ids.clone(), r.completion_mask.clone(), r.token_logps.clone(),
-                  r.scores.clone(), r.valid.clone(), r.labels.clone(), list(r.sids), G, r.injected.clone())
+                  r.scores.clone(), r.valid.clone(), r.labels.clone(), list(r.sids), G, r.injected.clone(),
+                  None if r.level_codes is None else r.level_codes.clone())
     out.completion_ids[rows] = ids
     out.completion_mask[rows] = mask.to(out.completion_mask.dtype)
     out.token_logps[rows] = float("nan")
@@ -96,6 +101,8 @@ def inject_targets(r: Rollout, targets: torch.Tensor, trie) -> Rollout:
     out.valid[rows] = True
     out.labels[rows] = targets[missing]
     out.injected[rows] = True
+    if out.level_codes is not None:
+        out.level_codes[rows] = trie.codes_of(targets[missing])
     for row, name in zip(rows.tolist(), trie.names_of(targets[missing])):
         out.sids[row] = name
     return out

@@ -42,6 +42,7 @@ class SidTrie:
     paths: torch.Tensor | None = None
     path_lengths: torch.Tensor | None = None
     names: list[str] | None = None  # optional name per label (e.g. the SID), returned as is
+    codes: torch.Tensor | None = None  # optional [num_labels, K] integer row per label (e.g. SID level codes), returned as is
 
     @property
     def depth(self) -> int:
@@ -50,7 +51,7 @@ class SidTrie:
 
     @classmethod
     def build(cls, sequences: list[list[int]], pad_id: int, device: str | torch.device = "cpu",
-              names: list[str] | None = None) -> "SidTrie":
+              names: list[str] | None = None, codes: torch.Tensor | None = None) -> "SidTrie":
         """Build from one token-id sequence per label (duplicates share a path and a leaf).
 
         Args:
@@ -58,9 +59,12 @@ class SidTrie:
             pad_id: token emitted after a shorter completion's EOS.
             device: where the tables live (the model's device).
             names: optional name of each label, carried opaquely (the trie never reads it).
+            codes: optional [num_labels, K] integers per label, carried opaquely like names.
         """
         if names is not None and len(names) != len(sequences):
             raise ValueError(f"{len(names)} names for {len(sequences)} sequences")
+        if codes is not None and (codes.dim() != 2 or codes.shape[0] != len(sequences)):
+            raise ValueError(f"codes must be [{len(sequences)}, K], got {tuple(codes.shape)}")
         if not sequences or any(len(s) == 0 for s in sequences):
             raise ValueError("SidTrie.build needs at least one non-empty sequence")
         L = max(len(s) for s in sequences)
@@ -90,13 +94,15 @@ class SidTrie:
         paths = torch.tensor([[pad_id if t == PAD_COLUMN else t for t in s] for s in padded], dtype=torch.long)
         lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
         return cls(columns=columns, next_state=tables, leaf_label=leaf_label.to(device), pad_id=pad_id,
-                   num_labels=len(sequences), paths=paths.to(device), path_lengths=lengths.to(device), names=names)
+                   num_labels=len(sequences), paths=paths.to(device), path_lengths=lengths.to(device), names=names,
+                   codes=None if codes is None else codes.to(device))
 
     def to(self, device: str | torch.device) -> "SidTrie":
         return SidTrie([c.to(device) for c in self.columns], [t.to(device) for t in self.next_state],
                        self.leaf_label.to(device), self.pad_id, self.num_labels,
                        None if self.paths is None else self.paths.to(device),
-                       None if self.path_lengths is None else self.path_lengths.to(device), self.names)
+                       None if self.path_lengths is None else self.path_lengths.to(device), self.names,
+                       None if self.codes is None else self.codes.to(device))
 
     def path(self, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Token ids [R, L] of labels [R] (all >= 0) and their mask (1 up to and including EOS)."""
@@ -128,6 +134,12 @@ class SidTrie:
         if self.names is None:
             return [None] * labels.numel()
         return [self.names[i] if i >= 0 else None for i in labels.tolist()]
+
+    def codes_of(self, labels: torch.Tensor) -> torch.Tensor | None:
+        """Codes [R, K] of labels [R], -1 for -1 labels; None when the trie has no codes."""
+        if self.codes is None:
+            return None
+        return torch.where((labels >= 0).unsqueeze(1), self.codes[labels.clamp(min=0)], -1)
 
     def stats(self) -> dict:
         """States per depth and table memory, for logs and the benchmark."""

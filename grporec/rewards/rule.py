@@ -58,7 +58,14 @@ def prefix_reward(x: RewardInputs) -> torch.Tensor:
     The SID is a coarse-to-fine code, so a completion in the target's first-level category is less
     wrong than one outside it: for a 3-level target, an exact hit scores 1, the right first two
     levels 2/3, the right first level 1/3, anything else (and an invalid completion) 0.
+    From the level codes when the inputs carry them (the loop's), else from the SID strings; the
+    two agree, except that a target outside the catalog has no codes and so earns no credit.
     """
+    if x.level_codes is not None:
+        target = x.target_codes.repeat_interleave(x.group_size, 0)  # [B*G, K]
+        real = target >= 0
+        shared = ((x.level_codes == target) & real).long().cumprod(1).sum(1)  # leading levels in common
+        return shared.float() / real.sum(1).clamp(min=1)
     out = []
     for c, t in zip(x.completions, x.targets_per_row()):
         target = sid_levels(normalise(t))
