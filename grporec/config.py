@@ -91,8 +91,10 @@ class RewardConfig:
 
     # MiniOneRec names: rule, ranking (= rule + ndcg_rule), ranking_only (= ndcg_rule), semantic, sasrec;
     # grporec's: prefix (partial credit per shared leading SID level), ranking_prefix (= ranking + prefix).
-    reward_type: Literal["rule", "ranking", "ranking_only", "semantic", "sasrec", "prefix", "ranking_prefix"] = "ranking"
-    # An explicit list of reward functions (rule, ndcg_rule, prefix, semantic, sasrec) overrides reward_type.
+    # Checked against grporec.rewards.REWARD_TYPES when a run starts.
+    reward_type: str = "ranking"
+    # An explicit list of reward functions overrides reward_type: rule, ndcg_rule, prefix, semantic, sasrec
+    # (grporec.rewards.REWARDS), or your own as package.module:function (a function of RewardInputs).
     names: list[str] | None = None
     weights: list[float] | None = None  # one per name (default all 1.0)
     semantic_embeddings: str | None = None  # .npy [N_items, D], rows in catalog item order

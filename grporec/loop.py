@@ -33,7 +33,7 @@ from grporec.decode import build_catalog_trie
 from grporec.evaluate import eval_samples, evaluate
 from grporec.loss import group_advantages, sibling_advantages
 from grporec.optim import build_optimizer, guarded_step
-from grporec.rewards import RewardInputs
+from grporec.rewards import RewardInputs, resolve_rewards
 from grporec.rl import (build_rewards, build_rl_dataset, generate, level_codes, load_models, logps_of,
                         make_micro_batches, policy_backward, rollout_metrics, check_one_sid_length, sync_reference)
 from grporec.runlog import RunLog, check_report_to
@@ -55,6 +55,7 @@ def check_settings(cfg: Config) -> None:
     if not 0 <= cfg.rl.ref_sync_alpha <= 1:
         raise ValueError(f"rl.ref_sync_alpha must be in [0, 1], got {cfg.rl.ref_sync_alpha}")
     check_report_to(cfg.train.report_to)
+    resolve_rewards(cfg.reward.reward_type, cfg.reward.names, cfg.reward.weights)  # names checked, user rewards imported
     if cfg.rl.advantage == "sibling" and cfg.rl.loss_type == "sequence":
         raise ValueError("rl.advantage=sibling gives per-token advantages; rl.loss_type=sequence has one ratio per "
                          "sequence: use grpo, token or dr_grpo")

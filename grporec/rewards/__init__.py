@@ -1,13 +1,18 @@
 """Rewards for generated recommendations, composed from named pure functions.
 
-Each reward maps `RewardInputs` (completions [B*G] as SID strings, targets [B], group size,
-ranks, histories) to a tensor [B*G]. `REWARD_TYPES` maps MiniOneRec's `reward_type` names to
-weighted lists; `RewardSet` evaluates the list, returns the weighted sum and reports each
-function's mean as `rewards/<name>`. Invalid completions get a defined value (0, or the
-ranking penalty), never an exception.
+Each reward maps `RewardInputs` (completions [B*G] as SID strings and level codes, targets [B],
+group size, ranks, histories) to a tensor [B*G]. `REWARDS` is the one registry of them by name
+(plus `semantic` and `sasrec`, bound to their loaded resource); `reward.names` may also name a
+function outside grporec as `package.module:function`. `REWARD_TYPES` maps MiniOneRec's
+`reward_type` names to weighted lists; `RewardSet` evaluates the list, returns the weighted sum
+and reports each function's mean as `rewards/<name>`. Invalid completions get a defined value
+(0, or the ranking penalty), never an exception.
 """
 from __future__ import annotations
 
+import importlib
+import os
+import sys
 from collections.abc import Callable
 
 import torch
@@ -16,6 +21,15 @@ from grporec.rewards.inputs import RewardInputs
 from grporec.rewards.rule import ndcg_rule_reward, ndcg_weights, prefix_reward, rule_reward
 from grporec.rewards.semantic import SidEmbeddings, semantic_reward
 
+RewardFn = Callable[[RewardInputs], torch.Tensor]
+
+# The registry: name -> a pure function RewardInputs -> [B*G]. `reward.names` picks from it; a fork
+# adds to it with `register_reward`, and a reward in the user's own module is named as
+# `package.module:function` (imported when the run starts, so a typo fails before any training).
+REWARDS: dict[str, RewardFn] = {"rule": rule_reward, "ndcg_rule": ndcg_rule_reward, "prefix": prefix_reward}
+# Rewards that need a loaded resource; `RewardSet` binds them to it (reward.semantic_embeddings, reward.sasrec_path).
+BOUND_REWARDS = ("semantic", "sasrec")
+# MiniOneRec's `reward_type` names (and grporec's prefix ones) as weighted lists of registry names.
 REWARD_TYPES: dict[str, list[tuple[str, float]]] = {
     "rule": [("rule", 1.0)],
     "ranking": [("rule", 1.0), ("ndcg_rule", 1.0)],
@@ -25,21 +39,60 @@ REWARD_TYPES: dict[str, list[tuple[str, float]]] = {
     "prefix": [("prefix", 1.0)],
     "ranking_prefix": [("rule", 1.0), ("ndcg_rule", 1.0), ("prefix", 1.0)],
 }
-REWARD_NAMES = ("rule", "ndcg_rule", "prefix", "semantic", "sasrec")
-RewardFn = Callable[[RewardInputs], torch.Tensor]
+
+
+def register_reward(name: str, fn: RewardFn) -> None:
+    """Add a reward to the registry under `name` (a fork's own rewards; not for replacing one)."""
+    if name in REWARDS or name in BOUND_REWARDS:
+        raise ValueError(f"a reward named {name!r} is already registered")
+    if ":" in name or not callable(fn):
+        raise ValueError(f"register_reward({name!r}, ...): the name may not contain ':' and fn must be callable")
+    REWARDS[name] = fn
+
+
+def reward_names() -> list[str]:
+    return list(REWARDS) + list(BOUND_REWARDS)
+
+
+def import_reward(spec: str) -> RewardFn:
+    """The function named by `package.module:function`; the module must be importable: installed,
+    on PYTHONPATH, or in the working directory."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"reward.names: {spec!r} must look like package.module:function")
+    if os.getcwd() not in sys.path and "" not in sys.path:  # as `python -m` does, also for the `grporec` script
+        sys.path.append(os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ValueError(f"reward.names: cannot import {module_name!r} for the reward {spec!r} ({e}); is its directory "
+                         f"on PYTHONPATH (or the working directory)?") from None
+    fn = getattr(module, attr, None)
+    if fn is None:
+        raise ValueError(f"reward.names: {module.__file__} has no {attr!r} (reward {spec!r})")
+    if not callable(fn):
+        raise ValueError(f"reward.names: {spec!r} is a {type(fn).__name__}, not a function of RewardInputs")
+    return fn
 
 
 def resolve_rewards(reward_type: str, names: list[str] | None = None, weights: list[float] | None = None) -> list[tuple[str, float]]:
-    """The (name, weight) list: explicit names (and weights) win over `reward_type`."""
+    """The (name, weight) list: explicit names (and weights) win over `reward_type`. Every name is
+    checked here (a `module:function` one is imported), so a bad one fails before any work."""
     if names is None:
         if weights is not None:
             raise ValueError("reward.weights needs reward.names")
         if reward_type not in REWARD_TYPES:
-            raise ValueError(f"reward.reward_type: unknown {reward_type!r}; choose from {sorted(REWARD_TYPES)}")
+            raise ValueError(f"reward.reward_type: unknown {reward_type!r}; choose from {sorted(REWARD_TYPES)}, "
+                             "or list reward functions in reward.names")
         return REWARD_TYPES[reward_type]
-    unknown = [n for n in names if n not in REWARD_NAMES]
-    if unknown or not names:
-        raise ValueError(f"reward.names: unknown reward {unknown[0]!r}; choose from {list(REWARD_NAMES)}" if unknown else "reward.names is empty")
+    if not names:
+        raise ValueError("reward.names is empty")
+    for n in names:
+        if ":" in n:
+            import_reward(n)
+        elif n not in reward_names():
+            raise ValueError(f"reward.names: unknown reward {n!r}; choose from {reward_names()}, or name your own "
+                             "function as package.module:function")
     weights = [1.0] * len(names) if weights is None else weights
     if len(weights) != len(names):
         raise ValueError(f"reward.weights has {len(weights)} values for {len(names)} names")
@@ -53,13 +106,7 @@ class RewardSet:
         self.named = named
         self.fns: dict[str, RewardFn] = {}
         for name, _ in named:
-            if name == "rule":
-                self.fns[name] = rule_reward
-            elif name == "ndcg_rule":
-                self.fns[name] = ndcg_rule_reward
-            elif name == "prefix":
-                self.fns[name] = prefix_reward
-            elif name == "semantic":
+            if name == "semantic":
                 if embeddings is None:
                     raise ValueError("the semantic reward needs reward.semantic_embeddings (a .npy matrix)")
                 self.fns[name] = lambda x, e=embeddings: semantic_reward(x, e)
@@ -69,18 +116,28 @@ class RewardSet:
                 from grporec.rewards.cf import sasrec_reward
 
                 self.fns[name] = lambda x, s=sasrec: sasrec_reward(x, s)
+            elif ":" in name:
+                self.fns[name] = import_reward(name)
+            elif name in REWARDS:
+                self.fns[name] = REWARDS[name]
             else:
-                raise ValueError(f"unknown reward {name!r}; choose from {list(REWARD_NAMES)}")
+                raise ValueError(f"unknown reward {name!r}; choose from {reward_names()}")
 
     def __call__(self, x: RewardInputs) -> tuple[torch.Tensor, dict[str, float]]:
         total = torch.zeros(len(x.completions))
         metrics = {}
         for name, weight in self.named:
-            r = self.fns[name](x).float()
+            r = self.fns[name](x)
+            if not isinstance(r, torch.Tensor) or r.shape != (len(x.completions),):
+                got = tuple(r.shape) if isinstance(r, torch.Tensor) else type(r).__name__
+                raise ValueError(f"reward {name!r} returned {got}; a reward returns a tensor [B*G] = ({len(x.completions)},)")
+            r = r.float().cpu()
+            if not bool(torch.isfinite(r).all()):
+                raise ValueError(f"reward {name!r} returned a non-finite value (row {int((~torch.isfinite(r)).nonzero()[0])})")
             metrics[f"rewards/{name}"] = r.mean().item()
             total += weight * r
         return total, metrics
 
 
-__all__ = ["RewardInputs", "RewardSet", "REWARD_TYPES", "resolve_rewards", "rule_reward", "ndcg_rule_reward",
+__all__ = ["RewardInputs", "RewardSet", "REWARDS", "REWARD_TYPES", "register_reward", "resolve_rewards", "rule_reward", "ndcg_rule_reward",
            "ndcg_weights", "prefix_reward", "semantic_reward", "SidEmbeddings"]
