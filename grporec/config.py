@@ -39,7 +39,7 @@ class DataConfig:
     max_history: int = 10  # upstream keeps at most the last 10 items
     synthetic_preset: str | None = None  # demo only: generate this embedded dataset if absent
     synthetic_root: str | None = None  # where the synthetic dataset's files go
-    synthetic_seed: int = 0
+    synthetic_seed: int = 0  # seed of the synthetic dataset generator
     # A valid CSV to derive train_file and valid_file from when they are absent (for datasets without a
     # public train split, e.g. Office_Products): each user's latest row becomes valid_file, every
     # earlier transition a training row (python -m grporec.data.derive --holdout).
@@ -50,12 +50,12 @@ class DataConfig:
 class TinyModelConfig:
     """Shape of the from-scratch Qwen2-architecture model used by tests and the demo."""
 
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: int = 2
-    intermediate_size: int = 256
-    max_position_embeddings: int = 512
+    hidden_size: int = 128  # width of the residual stream
+    num_layers: int = 2  # transformer blocks
+    num_heads: int = 4  # attention heads
+    num_kv_heads: int = 2  # key/value heads (grouped-query attention)
+    intermediate_size: int = 256  # MLP width
+    max_position_embeddings: int = 512  # longest prompt + completion in tokens
     tokenizer_vocab_size: int = 1000  # BPE vocabulary learnt from the data, before SID tokens
 
 
@@ -64,7 +64,7 @@ class ModelConfig:
     """The policy: an HF causal LM in a local directory, or a tiny one built from scratch."""
 
     path: str  # local HF directory (safetensors + config + tokenizer); never a hub name
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights for evaluation (training keeps fp32 masters)
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
 
@@ -73,14 +73,14 @@ class SasrecConfig:
     """The SASRec baseline / collaborative-filtering reward model and its training."""
 
     path: str | None = None  # saved model directory; default <output_dir>/sasrec
-    hidden: int = 64
-    blocks: int = 2
-    heads: int = 1
-    dropout: float = 0.2
+    hidden: int = 64  # item embedding width
+    blocks: int = 2  # self-attention blocks
+    heads: int = 1  # attention heads per block
+    dropout: float = 0.2  # dropout on embeddings and blocks during training
     max_len: int = 10  # history items seen (the last ones)
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    batch_size: int = 256
+    lr: float = 1e-3  # learning rate
+    weight_decay: float = 0.0  # weight decay
+    batch_size: int = 256  # training sequences per step
     epochs: int = 100  # upper bound; early stopping on valid NDCG@10 usually ends sooner
     patience: int = 5  # epochs without a better valid NDCG@10 before stopping
 
@@ -105,6 +105,8 @@ class RewardConfig:
 class RLConfig:
     """GRPO: rollout, advantages, loss and the reference model (MiniOneRec's recipe by default)."""
 
+    # prompt sources: sid_history (next SID from the SID history), title2sid (item title/description -> its SID),
+    # title_history (next SID from the history as titles; data.seq_title_samples rows)
     datasets: list[str] = field(default_factory=lambda: ["sid_history", "title2sid", "title_history"])
     num_generations: int = 16  # G completions per prompt
     # constrained beam search, stochastic beam search (HF's beam sampling, at rl.temperature), sampling, dynamic sampling
@@ -114,8 +116,12 @@ class RLConfig:
     add_gt: bool = False
     temperature: float = 1.0  # sampling temperature (also divides the logits of the loss's log-probs when sampling)
     beta: float = 1e-3  # KL coefficient; 0 disables the reference model entirely
+    # k3: exp(ref - logp) - (ref - logp) - 1 per token; k3+: k3's value with k2's gradient (loss/grpo.py)
     kl_estimator: Literal["k3", "k3+"] = "k3"
+    # grpo: mean over each sequence's tokens, then over sequences; token: mean over all tokens of the batch;
+    # dr_grpo: sum over tokens / (sequences x L); sequence: one ratio per sequence (GSPO-style)
     loss_type: Literal["grpo", "token", "dr_grpo", "sequence"] = "grpo"
+    # A = (r - group mean) / (std + 1e-4), with the std of each group or of the batch; none: no division (Dr. GRPO)
     scale_rewards: Literal["group", "batch", "none"] = "group"
     # "group": GRPO's one advantage per completion; "sibling": per-token prefix-tree advantages (each SID
     # level's token against the group members that share the earlier levels; see loss/advantage.py).
@@ -124,26 +130,26 @@ class RLConfig:
     # same prompt-shared forward as the G completions (one extra row per prompt): GRPO + NLL anchor.
     nll_coef: float = 0.0
     num_iterations: int = 1  # policy updates per rollout (> 1 uses the PPO clip)
-    epsilon_low: float = 0.2
-    epsilon_high: float = 0.2
+    epsilon_low: float = 0.2  # PPO clip below: ratio >= 1 - epsilon_low (num_iterations > 1)
+    epsilon_high: float = 0.2  # PPO clip above: ratio <= 1 + epsilon_high
     sync_ref_model: bool = True  # ref <- alpha * policy + (1 - alpha) * ref every ref_sync_steps
-    ref_sync_steps: int = 512
-    ref_sync_alpha: float = 0.6
+    ref_sync_steps: int = 512  # steps between reference syncs
+    ref_sync_alpha: float = 0.6  # weight of the policy in a reference sync
 
 
 @dataclass
 class TrainConfig:
     """Optimisation, schedule, logging and checkpoints (shared by GRPO and SFT)."""
 
-    lr: float = 1e-5
-    weight_decay: float = 0.0
-    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    lr: float = 1e-5  # peak AdamW learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas
     warmup_ratio: float = 0.03  # of all optimizer steps, then cosine decay to 0
-    max_grad_norm: float = 0.3
+    max_grad_norm: float = 0.3  # gradient clipping (global L2 norm)
     prompts_per_step: int = 64  # global batch: prompts per optimizer step, over all ranks
     micro_batch_prompts: int = 4  # prompts per forward/backward on one rank (x G rows for GRPO)
     rollout_batch_prompts: int = 16  # prompts decoded together on one rank
-    epochs: int = 2
+    epochs: int = 2  # passes over the prompts (unless max_steps > 0)
     max_steps: int = -1  # > 0: stop after this many optimizer steps instead of the epochs
     log_steps: int = 1  # a console line every N steps (the JSONL log gets every step)
     eval_steps: int = 0  # evaluate on the valid split every N steps (0: never during training)
@@ -168,8 +174,8 @@ class EvalConfig:
     # prompt. A model trained from scratch knows only the wordings it was trained on (see README).
     prompt_style: Literal["eval", "sft"] = "eval"
     max_rows: int = -1  # evaluate on the first N rows only (-1: all)
-    batch_prompts: int = 8
-    ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])
+    batch_prompts: int = 8  # prompts decoded together
+    ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])  # cut-offs of HR@K and NDCG@K (each <= the beams)
 
 
 def _sft_train_defaults() -> TrainConfig:
@@ -182,6 +188,7 @@ class SftConfig:
     """Supervised warm start: next SID, title <-> SID and title history -> SID, prompt tokens masked."""
 
     init: str = "tiny"  # "tiny": the from-scratch model (model.tiny); else a local HF base model directory
+    # training tasks: sid_history, title2sid, sid2title (SID -> title), title_history (as rl.datasets)
     datasets: list[str] = field(default_factory=lambda: ["sid_history", "title2sid", "sid2title", "title_history"])
     max_prompt_tokens: int = 1024  # longer prompts keep their last tokens (the end holds the question)
     patience: int = 3  # evaluations without a lower valid loss before stopping (0: never stop early)
@@ -201,8 +208,8 @@ class Config:
     reward: RewardConfig = field(default_factory=RewardConfig)
     sasrec: SasrecConfig = field(default_factory=SasrecConfig)
     sft: SftConfig = field(default_factory=SftConfig)
-    seed: int = 42
-    output_dir: str = "runs/default"
+    seed: int = 42  # seeds data order, sampling and model initialisation
+    output_dir: str = "runs/default"  # where a run writes its checkpoints, logs and config
 
 
 # --------------------------------------------------------------------------------------------
