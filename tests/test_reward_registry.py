@@ -94,10 +94,10 @@ def test_the_readme_example_reward_works(tmp_path, monkeypatch):
 
     text = (ROOT / "README.md").read_text()
     code = text.split("# my_rewards.py\n", 1)[1].split("```", 1)[0]
-    (tmp_path / "my_rewards.py").write_text(code)
+    (tmp_path / "readme_rewards.py").write_text(code)  # its own name: my_rewards is already imported above
     monkeypatch.syspath_prepend(str(tmp_path))
     # two prompts x G = 2; targets <a_1><b_1> and <a_2><b_2>; completions in and out of the target's first level
     x = RewardInputs(["<a_1><b_2>", "<a_3><b_1>", "<a_2><b_2>", None], ["<a_1><b_1>", "<a_2><b_2>"], 2, torch.arange(2).repeat(2),
                      level_codes=torch.tensor([[1, 2], [3, 1], [2, 2], [-1, -1]]), target_codes=torch.tensor([[1, 1], [2, 2]]))
-    total, m = RewardSet(resolve_rewards("rule", ["my_rewards:same_first_level"]))(x)
+    total, m = RewardSet(resolve_rewards("rule", ["readme_rewards:same_first_level"]))(x)
     torch.testing.assert_close(total, torch.tensor([1.0, 0.0, 1.0, 0.0]))
