@@ -116,7 +116,6 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     total_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else cfg.train.epochs * math.ceil(len(dataset) / cfg.train.prompts_per_step)
     optimizer, scheduler = build_optimizer(policy, cfg.train, total_steps * cfg.rl.num_iterations)
     stream = SampleStream(dataset, cfg.seed)
-    generator = torch.Generator(device=env.device).manual_seed(cfg.seed + env.rank)
     state = {"step": 0, "bad_steps": 0, "skipped_steps": 0, "ref_synced": False}
 
     resume = latest_checkpoint(out) if cfg.train.resume == "auto" else (None if cfg.train.resume == "none" else Path(cfg.train.resume))
@@ -124,7 +123,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
         check_resumable(resume, cfg, total_steps)
         state = load_checkpoint(resume, policy, optimizer, scheduler, reference)
         stream.load_state_dict(state.pop("data"))
-        generator.set_state(state.pop("generator")[env.rank])
+        state.pop("generator", None)  # checkpoints before rollout streams were derived per step kept one
     if env.is_main:  # only now: a run that fails its checks leaves an existing run's config alone
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(dump_config(cfg))
@@ -139,7 +138,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
                     "to train further")
 
     def save(step: int) -> Path:
-        trainer = {**state, "data": stream.state_dict(), "generator": dist.gather_objects(generator.get_state(), env)}
+        trainer = {**state, "data": stream.state_dict()}
         return save_checkpoint(out, step, env, cfg, policy, tokenizer, optimizer, scheduler, trainer,
                                reference if state["ref_synced"] else None, cfg.train.save_total_limit)
 
@@ -150,7 +149,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             # 1. this rank's prompts
             batch = stream.take(cfg.train.prompts_per_step)[env.rank * per_rank:(env.rank + 1) * per_rank]
             # 2. rollout
-            chunks = generate(policy, tokenizer, trie, batch, cfg, label_of, generator, env)
+            chunks = generate(policy, tokenizer, trie, batch, cfg, label_of, step, env.rank * per_rank, env)
             times["rollout"] = time.perf_counter() - t0
             # 3. rewards and advantages
             t = time.perf_counter()

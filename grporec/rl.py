@@ -115,10 +115,19 @@ def level_codes(chunks: list["Chunk"]) -> tuple[torch.Tensor, torch.Tensor]:
             torch.cat([ch.target_codes.cpu() for ch in chunks]))
 
 
+def rollout_generator(seed: int, step: int, first_prompt: int, device: torch.device) -> torch.Generator:
+    """The random stream of the decode batch that starts at prompt `first_prompt` of step `step`'s
+    global batch. A function of that position only: 2 ranks draw what 1 process draws (when
+    train.rollout_batch_prompts divides each rank's prompts, so the decode batches line up), and a
+    resumed run draws what the uninterrupted one would have, with no generator state to save."""
+    return torch.Generator(device=device).manual_seed((seed * 1_000_003 + step) * 1_000_033 + first_prompt)
+
+
 @torch.no_grad()
 def generate(policy, tokenizer, trie, samples: list[D.Sample], cfg: Config, label_of: dict[str, int],
-             generator: torch.Generator, env: dist.DistEnv) -> list[Chunk]:
-    """G completions per prompt, in decode batches of train.rollout_batch_prompts.
+             step: int, first_prompt: int, env: dist.DistEnv) -> list[Chunk]:
+    """G completions per prompt, in decode batches of train.rollout_batch_prompts; `samples` are
+    the global batch's prompts from index `first_prompt` on (this rank's share).
 
     With rl.add_gt, a group that misses its own target gets the target in place of its last
     (lowest-ranked) completion (`inject_targets`), so that every group holds a hit.
@@ -126,6 +135,7 @@ def generate(policy, tokenizer, trie, samples: list[D.Sample], cfg: Config, labe
     policy.eval()
     G, chunks = cfg.rl.num_generations, []
     for i in range(0, len(samples), cfg.train.rollout_batch_prompts):
+        generator = rollout_generator(cfg.seed, step, first_prompt + i, env.device)
         part = samples[i:i + cfg.train.rollout_batch_prompts]
         ids, mask = left_pad([tokenizer.encode(s.prompt, add_special_tokens=False) for s in part], tokenizer.pad_token_id, env.device)
         targets = torch.tensor([label_of.get(s.target_sid, -1) for s in part], device=env.device)  # [B]

@@ -87,15 +87,18 @@ def _losses(run_dir):
     return {x["step"]: (x["loss"], x["reward"], x["kl"]) for x in rows if "loss" in x}
 
 
-def test_resume_reproduces_the_uninterrupted_run(tiny_cfg, tiny_model_dir, tmp_path):
-    full = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "full", "train.max_steps=4")
+@pytest.mark.parametrize("rollout", ["beam", "sample"])
+def test_resume_reproduces_the_uninterrupted_run(tiny_cfg, tiny_model_dir, tmp_path, rollout):
+    """Beams, and sampled rollouts (whose random streams are derived from seed and step, not saved)."""
+    full = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "full", "train.max_steps=4", f"rl.rollout={rollout}")
     loop.train(full, ENV)
-    part = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "part", "train.max_steps=4", "train.stop_after=2")
+    part = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "part", "train.max_steps=4", "train.stop_after=2",
+                         f"rl.rollout={rollout}")
     assert loop.train(part, ENV)["steps"] == 2  # interrupted after step 2, with a checkpoint
     # a crash in the middle of a later save leaves only a temporary directory behind
     (tmp_path / "part" / "checkpoints" / ".tmp-step-0000003" / "policy").mkdir(parents=True)
     assert latest_checkpoint(tmp_path / "part").name == "step-0000002"
-    resumed = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "part", "train.max_steps=4")  # resume=auto
+    resumed = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "part", "train.max_steps=4", f"rl.rollout={rollout}")  # resume=auto
     assert loop.train(resumed, ENV)["steps"] == 4
     a, b = _losses(tmp_path / "full"), _losses(tmp_path / "part")
     assert sorted(b) == [1, 2, 3, 4]

@@ -44,14 +44,21 @@ def test_torchrun_two_ranks_matches_one_process(tiny_cfg, tiny_model_dir, tmp_pa
             torch.testing.assert_close(r2[k], r1[k], atol=1e-5, rtol=1e-5)
 
 
-def test_sibling_advantages_two_ranks_match_one_process(tiny_cfg, tiny_model_dir, tmp_path):
-    """Per-token prefix-tree advantages are computed per group, so ranks need no communication for them."""
-    runs = {name: run_loop(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / name, "train.max_steps=2",
-                                         "rl.advantage=sibling"), ranks, port)
-            for name, ranks, port in (("one", None, 0), ("two", 2, 29519))}
+@pytest.mark.parametrize("variant, port", [
+    (["rl.advantage=sibling"], 29519),
+    (["rl.nll_coef=0.5"], 29520),
+    # stochastic beams: each decode batch's random stream depends only on its place in the global batch,
+    # so with decode batches of 2 prompts the 2 ranks draw exactly what the one process draws
+    (["rl.rollout=beam_sample", "train.rollout_batch_prompts=2"], 29521),
+], ids=["sibling", "nll_coef", "beam_sample"])
+def test_issue14_switches_two_ranks_match_one_process(tiny_cfg, tiny_model_dir, tmp_path, variant, port):
+    """Sibling advantages are per group, the NLL anchor is a per-row loss term and beam sampling's
+    noise is per decode batch: 2 gloo ranks (FSDP2) give one process's losses and parameters."""
+    runs = {name: run_loop(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / name, "train.max_steps=2", *variant), ranks, port)
+            for name, ranks, port in (("one", None, 0), ("two", 2, port))}
     assert len(runs["one"]) == len(runs["two"]) == 2
     for a, b in zip(runs["one"], runs["two"]):
-        for k in ("loss", "reward", "kl"):
+        for k in ("loss", "reward", "kl") + (("nll_target",) if "rl.nll_coef=0.5" in variant else ()):
             assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-8), (k, a[k], b[k])
     p1 = params(latest_checkpoint(tmp_path / "one") / "policy")
     p2 = params(latest_checkpoint(tmp_path / "two") / "policy")
