@@ -35,6 +35,7 @@ from transformers import DynamicCache, LogitsProcessor, LogitsProcessorList
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import D, build_model, load_data, model_arguments, setup  # noqa: E402
 from grporec.decode import beam_search, build_catalog_trie, left_pad, sample  # noqa: E402
+from grporec.models.format import build_format  # noqa: E402
 from grporec.decode.rollout import forward_kwargs, positions  # noqa: E402
 
 class PrefixConstrainedProcessor(LogitsProcessor):
@@ -96,19 +97,20 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         catalog, rows = load_data(args.data, Path(tmp))
     model, tok = build_model(args.shape, catalog, rows, dtype, device)
-    trie = build_catalog_trie(tok, catalog.sids, device)
+    fmt = build_format(tok)
+    trie = build_catalog_trie(fmt, catalog.sids, device)
     allowed: dict[tuple, list[int]] = {}
     for sid in catalog.sids:
-        seq = tok.encode(sid + "\n", add_special_tokens=False) + [tok.eos_token_id]
+        seq = fmt.completion_ids(sid)
         for d in range(len(seq)):
             allowed.setdefault(tuple(seq[:d]), []).append(seq[d])
     allowed = {k: sorted(set(v)) for k, v in allowed.items()}
-    label_of_seq = {tuple(tok.encode(s + "\n", add_special_tokens=False) + [tok.eos_token_id]): s for s in catalog.sids}
+    label_of_seq = {tuple(fmt.completion_ids(s)): s for s in catalog.sids}
 
     samples = D.EvalSidDataset(rows)[: args.prompts]
     batches = []
     for i in range(0, len(samples), args.batch):
-        ids, mask = left_pad([tok.encode(s.prompt, add_special_tokens=False) for s in samples[i:i + args.batch]], tok.pad_token_id, device)
+        ids, mask = left_pad([fmt.prompt_ids(s.prompt) for s in samples[i:i + args.batch]], fmt.pad_id, device)
         batches.append((ids, mask))
 
     def run_a(ids, mask):

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import build_model, load_data, model_arguments, setup  # noqa: E402
 from grporec.data import datasets as D  # noqa: E402
 from grporec.decode import beam_search, build_catalog_trie, left_pad  # noqa: E402
+from grporec.models.format import build_format  # noqa: E402
 from grporec.logprobs import completion_logps, full_completion_logps  # noqa: E402
 
 
@@ -37,9 +38,10 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         catalog, rows = load_data(args.data, Path(tmp))
     model, tok = build_model(args.shape, catalog, rows, dtype, device)
-    trie = build_catalog_trie(tok, catalog.sids, device)
+    fmt = build_format(tok)
+    trie = build_catalog_trie(fmt, catalog.sids, device)
     samples = D.SidDataset(rows)[: args.prompts]
-    ids, mask = left_pad([tok.encode(s.prompt, add_special_tokens=False) for s in samples], tok.pad_token_id, device)
+    ids, mask = left_pad([fmt.prompt_ids(s.prompt) for s in samples], fmt.pad_id, device)
     r = beam_search(model, ids, mask, trie, args.generations)
     model.train()
     inputs = (r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask)

@@ -72,12 +72,15 @@ def score_model(cfg: Config, model_dir: Path, device: str) -> dict:
     from grporec.models.policy import load_policy
 
     catalog = load_data_catalog(cfg.data)
+    from grporec.models.format import format_for
+
     model, tok = load_policy(model_dir, "float32", device)
-    trie = build_catalog_trie(tok, catalog.sids, device)
+    fmt = format_for(tok, cfg.data.prompt_format, model_dir)
+    trie = build_catalog_trie(fmt, catalog.sids, device)
     out = {}
     for split in ("valid", "test"):
         samples = eval_samples(cfg, load_split(cfg.data, split, catalog), cfg.eval.max_rows)
-        m, _ = evaluate(model, tok, trie, samples, cfg.eval.test_beams, cfg.eval.batch_prompts, env_for(device), catalog,
+        m, _ = evaluate(model, fmt, trie, samples, cfg.eval.test_beams, cfg.eval.batch_prompts, env_for(device), catalog,
                         ks=tuple(cfg.eval.ks))
         out[split] = m
     return out

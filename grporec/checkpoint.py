@@ -30,6 +30,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from grporec.config import dump_config
 from grporec.dist import DistEnv, barrier
+from grporec.models.format import record_format
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -95,11 +96,12 @@ def _remove(path: Path) -> None:
     shutil.rmtree(gone, ignore_errors=True)
 
 
-def save_hf(model: torch.nn.Module, tokenizer, out: Path, env: DistEnv) -> None:
+def save_hf(model: torch.nn.Module, tokenizer, out: Path, env: DistEnv, prompt_format: str | None = None) -> None:
     """Save a (possibly FSDP-sharded) model in HF format; all ranks must call this.
 
     Training runs with `use_cache=False`; the saved config says `use_cache: true`, as for any model
-    meant for generation (and as its generation_config.json does).
+    meant for generation (and as its generation_config.json does). With `prompt_format`, the
+    format it was trained with is recorded beside it (`grporec.json`).
     """
     state = get_model_state_dict(model, options=_FULL)
     if env.is_main:
@@ -111,9 +113,12 @@ def save_hf(model: torch.nn.Module, tokenizer, out: Path, env: DistEnv) -> None:
             model.config.use_cache = training_value
         if tokenizer is not None:
             tokenizer.save_pretrained(str(out))
+        if prompt_format is not None:
+            record_format(out, prompt_format)
 
 
-def save_model_atomically(model: torch.nn.Module, tokenizer, out: str | Path, env: DistEnv) -> Path:
+def save_model_atomically(model: torch.nn.Module, tokenizer, out: str | Path, env: DistEnv,
+                          prompt_format: str | None = None) -> Path:
     """Save in HF format to `out` via a temporary directory and a rename; all ranks call this."""
     out = Path(out)
     tmp = out.parent / f".tmp-{out.name}"
@@ -122,7 +127,7 @@ def save_model_atomically(model: torch.nn.Module, tokenizer, out: str | Path, en
         tmp.parent.mkdir(parents=True, exist_ok=True)
     barrier(env)
     with _cleanup_on_failure(tmp, out, env):
-        save_hf(model, tokenizer, tmp, env)
+        save_hf(model, tokenizer, tmp, env, prompt_format)
     if env.is_main:
         old = out.parent / f".old-{out.name}"
         if out.exists():
@@ -157,7 +162,7 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     barrier(env)
     with _cleanup_on_failure(tmp, final, env):
-        save_hf(policy, tokenizer, tmp / "policy", env)
+        save_hf(policy, tokenizer, tmp / "policy", env, cfg.data.prompt_format)
         if reference is not None:
             save_hf(reference, None, tmp / "reference", env)
         optim_state = get_optimizer_state_dict(policy, optimizer, options=_FULL)

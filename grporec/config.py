@@ -37,6 +37,10 @@ class DataConfig:
     item_file: str | None = None  # <Category>.item.json: item id -> title, description, ...
     seq_title_samples: int = 10000  # rows sampled for the title-history -> SID task
     max_history: int = 10  # upstream keeps at most the last 10 items
+    # How prompts and completions become tokens (grporec/models/format.py): "alpaca", MiniOneRec's raw text
+    # (with the tokenizer's own BOS, if it adds one); "chat", the tokenizer's chat template (an Instruct model's).
+    # Recorded in every checkpoint; a model trained with one format refuses the other.
+    prompt_format: Literal["alpaca", "chat"] = "alpaca"
     synthetic_preset: str | None = None  # demo only: generate this embedded dataset if absent
     synthetic_root: str | None = None  # where the synthetic dataset's files go
     synthetic_seed: int = 0  # seed of the synthetic dataset generator

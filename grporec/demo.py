@@ -27,6 +27,7 @@ from grporec.decode import build_catalog_trie
 from grporec.evaluate import eval_samples, evaluate, format_metrics, write_outputs
 from grporec.metrics import paired_difference
 from grporec.loop import train as grpo_train
+from grporec.models.format import format_for
 from grporec.models.policy import load_policy
 from grporec.models.sasrec import SASRec
 from grporec.sasrec import evaluate_sasrec, train_sasrec
@@ -81,8 +82,9 @@ def evaluate_model(cfg: Config, model_dir: Path, out: Path, env) -> dict:
     catalog = load_data_catalog(cfg.data)
     samples = eval_samples(cfg, load_split(cfg.data, "test", catalog), cfg.eval.max_rows)
     model, tokenizer = load_policy(model_dir, "float32", env.device)
-    trie = build_catalog_trie(tokenizer, catalog.sids, env.device)
-    metrics, preds = evaluate(model, tokenizer, trie, samples, cfg.eval.test_beams, cfg.eval.batch_prompts, env, catalog,
+    fmt = format_for(tokenizer, cfg.data.prompt_format, model_dir)
+    trie = build_catalog_trie(fmt, catalog.sids, env.device)
+    metrics, preds = evaluate(model, fmt, trie, samples, cfg.eval.test_beams, cfg.eval.batch_prompts, env, catalog,
                               ks=tuple(cfg.eval.ks))
     out.mkdir(parents=True, exist_ok=True)
     write_outputs(out, metrics, preds, samples, {"model": str(model_dir), "split": "test", "beams": cfg.eval.test_beams,

@@ -46,7 +46,7 @@ def eval_samples(cfg: Config, rows, max_rows: int = -1) -> list[Sample]:
 
 
 @torch.no_grad()
-def predict(model, tokenizer, trie, samples: list[Sample], beams: int, batch_prompts: int, env: dist.DistEnv,
+def predict(model, fmt, trie, samples: list[Sample], beams: int, batch_prompts: int, env: dist.DistEnv,
             progress: bool = False) -> list[list[str | None]]:
     """Ranked SID predictions for every sample (on every rank), rows sharded over ranks.
 
@@ -62,8 +62,7 @@ def predict(model, tokenizer, trie, samples: list[Sample], beams: int, batch_pro
     bar = tqdm(total=len(samples), desc="evaluate", unit="rows", disable=not (progress and env.is_main), dynamic_ncols=True)
     for i in range(0, per_rank, batch_prompts):
         idx = padded[i:i + batch_prompts]
-        ids, mask = left_pad([tokenizer.encode(samples[j].prompt, add_special_tokens=False) for j in idx],
-                             tokenizer.pad_token_id, env.device)
+        ids, mask = left_pad([fmt.prompt_ids(samples[j].prompt) for j in idx], fmt.pad_id, env.device)
         r = beam_search(model, ids, mask, trie, beams)
         for k, j in enumerate(idx[: max(0, len(mine) - i)]):
             out[j] = r.sids[k * beams:(k + 1) * beams]
@@ -89,9 +88,9 @@ def score(predictions: list[list[str | None]], samples: list[Sample], beams: int
     return metrics
 
 
-def evaluate(model, tokenizer, trie, samples, beams, batch_prompts, env, catalog=None, ks=EVAL_KS, progress=False):
-    """(metrics, predictions) on every rank."""
-    preds = predict(model, tokenizer, trie, samples, beams, batch_prompts, env, progress)
+def evaluate(model, fmt, trie, samples, beams, batch_prompts, env, catalog=None, ks=EVAL_KS, progress=False):
+    """(metrics, predictions) on every rank; `fmt` is the prompt format (`grporec.models.format`)."""
+    preds = predict(model, fmt, trie, samples, beams, batch_prompts, env, progress)
     return score(preds, samples, beams, catalog, ks), preds
 
 
@@ -141,6 +140,7 @@ def ensure_writable(out: Path) -> None:
 
 
 def run_evaluation(cfg: Config, args, env, out: Path, max_rows: int, batch: int) -> None:
+    from grporec.models.format import format_for
     from grporec.models.policy import load_policy
     from grporec.models.tokenizer import check_sid_tokenizer
 
@@ -148,15 +148,16 @@ def run_evaluation(cfg: Config, args, env, out: Path, max_rows: int, batch: int)
     samples = eval_samples(cfg, load_split(cfg.data, args.split, catalog), max_rows)
     model, tokenizer = load_policy(args.model, cfg.model.dtype, env.device, key="--model")
     check_sid_tokenizer(tokenizer, catalog.sids, source=args.model)
-    trie = build_catalog_trie(tokenizer, catalog.sids, env.device)
+    fmt = format_for(tokenizer, cfg.data.prompt_format, args.model, key="--model")
+    trie = build_catalog_trie(fmt, catalog.sids, env.device)
     t0 = time.perf_counter()
-    metrics, preds = evaluate(model, tokenizer, trie, samples, args.beams, batch, env, catalog,
+    metrics, preds = evaluate(model, fmt, trie, samples, args.beams, batch, env, catalog,
                               progress=cfg.train.progress and sys.stderr.isatty())
     metrics["seconds"] = time.perf_counter() - t0
     metrics["rows_per_s"] = len(samples) / metrics["seconds"]
     if env.is_main:
         write_outputs(out, metrics, preds, samples, {"model": args.model, "split": args.split, "beams": args.beams,
-                                                     "prompt_style": cfg.eval.prompt_style})
+                                                     "prompt_style": cfg.eval.prompt_style, "prompt_format": fmt.name})
         print(format_metrics(metrics))
         print(f"[evaluate] {len(samples)} rows in {metrics['seconds']:.1f} s; wrote {out / 'metrics.json'} and "
               f"{out / 'predictions.json'}")

@@ -32,6 +32,7 @@ from grporec.data.stream import SampleStream
 from grporec.decode import build_catalog_trie
 from grporec.evaluate import eval_samples, evaluate
 from grporec.loss import group_advantages, sibling_advantages
+from grporec.models.format import build_format
 from grporec.optim import build_optimizer, guarded_step
 from grporec.rewards import RewardInputs, resolve_rewards
 from grporec.rl import (build_rewards, build_rl_dataset, generate, level_codes, load_models, logps_of,
@@ -108,7 +109,8 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     if cfg.train.eval_steps > 0:
         valid = eval_samples(cfg, load_split(cfg.data, "valid", catalog), cfg.eval.max_rows)
     policy, reference, tokenizer = load_models(cfg, catalog, env)
-    trie = build_catalog_trie(tokenizer, catalog.sids, env.device)
+    fmt = build_format(tokenizer, cfg.data.prompt_format, cfg.model.path)  # prompts and completions as SFT made them
+    trie = build_catalog_trie(fmt, catalog.sids, env.device)
     label_of = {sid: i for i, sid in enumerate(catalog.sids)}
     rewards = build_rewards(cfg, catalog, env.device)
     if cfg.rl.advantage == "sibling":
@@ -149,7 +151,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             # 1. this rank's prompts
             batch = stream.take(cfg.train.prompts_per_step)[env.rank * per_rank:(env.rank + 1) * per_rank]
             # 2. rollout
-            chunks = generate(policy, tokenizer, trie, batch, cfg, label_of, step, env.rank * per_rank, env)
+            chunks = generate(policy, fmt, trie, batch, cfg, label_of, step, env.rank * per_rank, env)
             times["rollout"] = time.perf_counter() - t0
             # 3. rewards and advantages
             t = time.perf_counter()
@@ -212,7 +214,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             log.step(step, metrics)
             # 7. evaluation
             if valid is not None and step % cfg.train.eval_steps == 0:
-                eval_metrics, _ = evaluate(policy, tokenizer, trie, valid, cfg.eval.test_beams, cfg.eval.batch_prompts,
+                eval_metrics, _ = evaluate(policy, fmt, trie, valid, cfg.eval.test_beams, cfg.eval.batch_prompts,
                                            env, catalog, ks=tuple(cfg.eval.ks))
                 log.event(step, {k: v for k, v in eval_metrics.items() if k != "ranks"})
             # 8. checkpoint, and stop when asked (a signal, or the session's step budget)

@@ -20,6 +20,7 @@ from grporec.decode import Rollout, beam_search, dynamic_sample, inject_targets,
 from grporec.logprobs import completion_logps
 from grporec.loss import grpo_loss
 from grporec.models.policy import load_policy
+from grporec.models.format import PromptFormat, check_recorded_format
 from grporec.models.tokenizer import check_sid_tokenizer
 from grporec.rewards import RewardSet, SidEmbeddings, resolve_rewards
 
@@ -53,6 +54,7 @@ def load_models(cfg: Config, catalog: Catalog, env: dist.DistEnv):
     or autocast in one process). The reference is never loaded when beta = 0.
     """
     policy, tokenizer = load_policy(cfg.model.path, "float32", env.device)
+    check_recorded_format(cfg.model.path, cfg.data.prompt_format)
     check_sid_tokenizer(tokenizer, catalog.sids, source=cfg.model.path)
     policy.config.use_cache = False
     policy = dist.shard(policy, env, cfg.train.mixed_precision)
@@ -124,7 +126,7 @@ def rollout_generator(seed: int, step: int, first_prompt: int, device: torch.dev
 
 
 @torch.no_grad()
-def generate(policy, tokenizer, trie, samples: list[D.Sample], cfg: Config, label_of: dict[str, int],
+def generate(policy, fmt: PromptFormat, trie, samples: list[D.Sample], cfg: Config, label_of: dict[str, int],
              step: int, first_prompt: int, env: dist.DistEnv) -> list[Chunk]:
     """G completions per prompt, in decode batches of train.rollout_batch_prompts; `samples` are
     the global batch's prompts from index `first_prompt` on (this rank's share).
@@ -137,7 +139,7 @@ def generate(policy, tokenizer, trie, samples: list[D.Sample], cfg: Config, labe
     for i in range(0, len(samples), cfg.train.rollout_batch_prompts):
         generator = rollout_generator(cfg.seed, step, first_prompt + i, env.device)
         part = samples[i:i + cfg.train.rollout_batch_prompts]
-        ids, mask = left_pad([tokenizer.encode(s.prompt, add_special_tokens=False) for s in part], tokenizer.pad_token_id, env.device)
+        ids, mask = left_pad([fmt.prompt_ids(s.prompt) for s in part], fmt.pad_id, env.device)
         targets = torch.tensor([label_of.get(s.target_sid, -1) for s in part], device=env.device)  # [B]
         with autocast(env, cfg):
             if cfg.rl.rollout == "beam":

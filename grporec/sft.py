@@ -29,7 +29,8 @@ from grporec.data.stream import SampleStream
 from grporec.decode.rollout import forward_kwargs, left_pad, positions
 from grporec.models.policy import extend_policy, load_policy
 from grporec.models.tiny import build_tiny_for_data
-from grporec.models.tokenizer import check_sid_tokenizer, completion_ids
+from grporec.models.format import PromptFormat, format_for
+from grporec.models.tokenizer import check_sid_tokenizer
 from grporec.optim import build_optimizer, guarded_step
 from grporec.loop import check_resumable
 from grporec.runlog import RunLog, check_report_to
@@ -65,18 +66,19 @@ def init_model(cfg: Config, catalog: Catalog, env: dist.DistEnv):
     return dist.shard(model.to(env.device), env, cfg.sft.train.mixed_precision), tokenizer
 
 
-def encode(tokenizer, samples: list[D.Sample], max_prompt_tokens: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def encode(fmt: PromptFormat, samples: list[D.Sample], max_prompt_tokens: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ids, mask, labels) [n, T], left-padded: labels are the completion's ids, IGNORE elsewhere.
 
-    Completions (then EOS) end every row, so the last positions hold all of them.
+    Prompts and completions are the format's ids, exactly as rollouts and evaluation build them;
+    completions (then their terminator) end every row, so the last positions hold all of them.
     """
     seqs, labels = [], []
     for s in samples:
-        p = tokenizer.encode(s.prompt, add_special_tokens=False)[-max_prompt_tokens:]
-        c = completion_ids(tokenizer, s.completion)
+        p = fmt.prompt_ids(s.prompt, max_prompt_tokens)
+        c = fmt.completion_ids(s.completion)
         seqs.append(p + c)
         labels.append([IGNORE] * len(p) + c)
-    ids, mask = left_pad(seqs, tokenizer.pad_token_id, device)
+    ids, mask = left_pad(seqs, fmt.pad_id, device)
     lab = torch.full_like(ids, IGNORE)
     for i, row in enumerate(labels):
         lab[i, ids.shape[1] - len(row):] = torch.tensor(row, device=device)
@@ -96,7 +98,7 @@ def completion_loss_sum(model, ids: torch.Tensor, mask: torch.Tensor, labels: to
 
 
 @torch.no_grad()
-def valid_loss(model, tokenizer, samples, cfg: Config, env: dist.DistEnv) -> float:
+def valid_loss(model, fmt: PromptFormat, samples, cfg: Config, env: dist.DistEnv) -> float:
     """Mean completion-token cross-entropy over the valid samples, over all ranks."""
     model.eval()
     per_rank = math.ceil(len(samples) / env.world_size)
@@ -105,7 +107,7 @@ def valid_loss(model, tokenizer, samples, cfg: Config, env: dist.DistEnv) -> flo
     step = cfg.sft.train.micro_batch_prompts
     for i in range(0, per_rank, step):  # the same number of forwards on every rank (FSDP)
         part = mine[i:i + step] or samples[:1]
-        loss, n = completion_loss_sum(model, *encode(tokenizer, part, cfg.sft.max_prompt_tokens, env.device))
+        loss, n = completion_loss_sum(model, *encode(fmt, part, cfg.sft.max_prompt_tokens, env.device))
         if mine[i:i + step]:
             total, count = total + loss.item(), count + n
     model.train()
@@ -142,6 +144,7 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
     valid = D.SftSidDataset(load_split(cfg.data, "valid", catalog), cfg.data.max_history).samples
     valid = valid[: cfg.sft.valid_max_rows] if cfg.sft.valid_max_rows > 0 else valid
     model, tokenizer = init_model(cfg, catalog, env)
+    fmt = format_for(tokenizer, cfg.data.prompt_format, None if cfg.sft.init == "tiny" else cfg.sft.init, key="sft.init")
     total_steps = tc.max_steps if tc.max_steps > 0 else tc.epochs * math.ceil(len(dataset) / tc.prompts_per_step)
     optimizer, scheduler = build_optimizer(model, tc, total_steps)
     stream = SampleStream(dataset, cfg.seed)
@@ -157,7 +160,7 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
     log = RunLog(out, total_steps, state["step"], env.is_main, tc.progress, tc.log_steps, desc="sft",
                  report_to=tuple(tc.report_to))
     log.message(f"[sft] {len(dataset)} samples ({dict(dataset.sizes)}), {len(valid)} valid; {total_steps} steps of "
-                f"{tc.prompts_per_step}" + (f"; resumed from {resume}" if resume else ""))
+                f"{tc.prompts_per_step}; {fmt.describe()}" + (f"; resumed from {resume}" if resume else ""))
     history, evals, first_step, stop_request = [], [], state["step"] + 1, StopRequest()
     eval_every = tc.eval_steps if tc.eval_steps > 0 else total_steps
 
@@ -169,7 +172,7 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
         for step in range(state["step"] + 1, total_steps + 1):
             t0 = time.perf_counter()
             batch = stream.take(tc.prompts_per_step)[env.rank * per_rank:(env.rank + 1) * per_rank]
-            encoded = [encode(tokenizer, batch[i:i + tc.micro_batch_prompts], cfg.sft.max_prompt_tokens, env.device)
+            encoded = [encode(fmt, batch[i:i + tc.micro_batch_prompts], cfg.sft.max_prompt_tokens, env.device)
                        for i in range(0, len(batch), tc.micro_batch_prompts)]
             mean_tokens = dist.all_reduce_sum(sum(int((lab != IGNORE).sum()) for _, _, lab in encoded), env) / env.world_size
             loss_sum, finite = 0.0, True
@@ -193,11 +196,11 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
             log.step(step, metrics, keys=("loss",))
             stop = False
             if step % eval_every == 0 or step == total_steps:
-                v = valid_loss(model, tokenizer, valid, cfg, env)
+                v = valid_loss(model, fmt, valid, cfg, env)
                 improved = v < state["best_valid"]
                 if improved:
                     state["best_valid"], state["evals_since_best"] = v, 0
-                    save_model_atomically(model, tokenizer, out / "best", env)
+                    save_model_atomically(model, tokenizer, out / "best", env, cfg.data.prompt_format)
                 else:
                     state["evals_since_best"] += 1
                 evals.append({"step": step, "valid_loss": v, "best": improved})

@@ -16,6 +16,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from grporec.decode import SidTrie, beam_search, build_catalog_trie, dynamic_sample, left_pad, sample
 from grporec.decode.stepper import Stepper
 from grporec.decode.sample import dynamic_keep
+from grporec.models.format import build_format
 
 V, NEWLINE, EOS, PAD = 60, 5, 1, 0
 
@@ -280,7 +281,7 @@ def test_catalog_trie_with_real_tokenizer(tiny_model_dir, tiny_catalog):
 
     model, tok = load_policy(tiny_model_dir)
     model.eval()
-    trie = build_catalog_trie(tok, tiny_catalog.sids)
+    trie = build_catalog_trie(build_format(tok), tiny_catalog.sids)
     assert trie.stats()["states_per_depth"][-1] == len(tiny_catalog.sids)
     prompts = [tok.encode(t, add_special_tokens=False) for t in ["### User Input: \nWhich item?\n\n### Response:\n", "hi\n"]]
     r = beam_search(model, *left_pad(prompts, tok.pad_token_id), trie, 8)
@@ -294,7 +295,7 @@ def test_bfloat16_beam_search_is_valid(tiny_model_dir, tiny_catalog):
     from grporec.models.policy import load_policy
 
     model, tok = load_policy(tiny_model_dir, dtype="bfloat16")
-    trie = build_catalog_trie(tok, tiny_catalog.sids)
+    trie = build_catalog_trie(build_format(tok), tiny_catalog.sids)
     r = beam_search(model.eval(), *left_pad([tok.encode("hello\n", add_special_tokens=False)], tok.pad_token_id), trie, 10)
     assert r.valid.all() and r.token_logps.dtype == torch.float32 and math.isfinite(r.scores.sum().item())
 

@@ -8,6 +8,7 @@ import torch
 
 from grporec.data.formats import DataError, sid_codes
 from grporec.decode import SidTrie, beam_search, build_catalog_trie, inject_targets, left_pad, sample
+from grporec.models.format import build_format
 from grporec.models.policy import load_policy
 from grporec.rewards import RewardInputs, prefix_reward
 from test_add_gt import SEQS
@@ -46,7 +47,7 @@ def test_invalid_rows_have_codes_minus_one():
 
 def test_catalog_trie_codes_are_the_sids_levels(tiny_model_dir, tiny_catalog):
     _, tok = load_policy(tiny_model_dir, "float32", "cpu")
-    trie = build_catalog_trie(tok, tiny_catalog.sids)
+    trie = build_catalog_trie(build_format(tok), tiny_catalog.sids)
     sid = tiny_catalog.sids[3]  # e.g. <a_1><b_4><c_2>: the integers between "_" and ">"
     assert trie.codes[3].tolist() == [int(c) for c in re.findall(r"_(\d+)>", sid)]
 

@@ -7,7 +7,7 @@ import torch
 from grporec import dist, sft
 from grporec.data.datasets import Sample
 from grporec.models.policy import load_policy
-from grporec.models.tokenizer import completion_ids
+from grporec.models.format import build_format
 from conftest import params, tiny_loop_cfg
 
 ENV = dist.DistEnv(0, 1, 0, torch.device("cpu"))
@@ -17,9 +17,10 @@ def test_prompt_tokens_carry_no_loss(tiny_model_dir):
     model, tok = load_policy(tiny_model_dir)
     samples = [Sample("### User Input: \nWhich item has the title: a?\n\n### Response:\n", "<a_1>\n", "<a_1>", (), "t"),
                Sample("### User Input: \nx\n\n### Response:\n", "some title words\n", "<a_1>", (), "t")]
-    ids, mask, labels = sft.encode(tok, samples, 1024, "cpu")
+    fmt = build_format(tok)
+    ids, mask, labels = sft.encode(fmt, samples, 1024, "cpu")
     for i, smp in enumerate(samples):
-        comp = completion_ids(tok, smp.completion)
+        comp = fmt.completion_ids(smp.completion)
         assert labels[i, -len(comp):].tolist() == comp  # completion (then EOS) is labelled
         assert (labels[i, :-len(comp)] == sft.IGNORE).all()  # prompt and padding are not
     loss, n = sft.completion_loss_sum(model, ids, mask, labels)
@@ -31,7 +32,7 @@ def test_prompt_tokens_carry_no_loss(tiny_model_dir):
             if labels[i, t] != sft.IGNORE:
                 want += -logits[i, t - 1].log_softmax(-1)[labels[i, t]].item()
                 count += 1
-    assert n == count == sum(len(completion_ids(tok, x.completion)) for x in samples)
+    assert n == count == sum(len(fmt.completion_ids(x.completion)) for x in samples)
     assert loss.item() == pytest.approx(want, rel=1e-5)
     # changing only a prompt token's label would change nothing: prompt positions have no label at all
     prompt_grad = torch.autograd.grad(loss, model.get_input_embeddings().weight)[0]

@@ -4,11 +4,12 @@ from tests_support import base_model, base_tokenizer
 
 from grporec.data.formats import split_sid
 from grporec.models.policy import PolicyError, extend_policy, load_policy, save_policy
-from grporec.models.tokenizer import TokenizerError, check_sid_tokenizer, completion_ids
+from grporec.models.format import build_format
+from grporec.models.tokenizer import TokenizerError, check_sid_tokenizer
 
 
 def _expect_layout(tok, sid):
-    ids = completion_ids(tok, sid + "\n")
+    ids = build_format(tok).completion_ids(sid + "\n")
     vocab = tok.get_vocab()
     assert ids[:-2] == [vocab[t] for t in split_sid(sid)]  # one token per SID token
     assert ids[-2:] == tok.encode("\n", add_special_tokens=False) + [tok.eos_token_id]

@@ -15,11 +15,11 @@ from grporec.decode.trie import SidTrie
 __all__ = ["SidTrie", "Rollout", "beam_search", "sample", "dynamic_sample", "left_pad", "inject_targets", "build_catalog_trie"]
 
 
-def build_catalog_trie(tokenizer, sids: list[str], device: str | torch.device = "cpu") -> SidTrie:
-    """The trie of every catalog completion `sid + "\\n"` + EOS, labelled by position in `sids`,
-    carrying each SID as its name and its level codes [N, K] (`sid_codes`) as its codes."""
+def build_catalog_trie(fmt, sids: list[str], device: str | torch.device = "cpu") -> SidTrie:
+    """The trie of every catalog completion (the SID's tokens, then the prompt format `fmt`'s
+    terminator), labelled by position in `sids`, carrying each SID as its name and its level
+    codes [N, K] (`sid_codes`) as its codes."""
     from grporec.data.formats import sid_codes
-    from grporec.models.tokenizer import completion_ids
 
-    seqs = [completion_ids(tokenizer, s + "\n") for s in sids]
-    return SidTrie.build(seqs, pad_id=tokenizer.pad_token_id, device=device, names=list(sids), codes=sid_codes(sids))
+    seqs = [fmt.completion_ids(s) for s in sids]
+    return SidTrie.build(seqs, pad_id=fmt.pad_id, device=device, names=list(sids), codes=sid_codes(sids))

@@ -1,9 +1,10 @@
 """Tokenizers with SID tokens: train a tiny one locally, or extend an existing HF tokenizer.
 
-Every SID token (`<a_12>`) must be one token, and a completion `sid + "\\n"` followed by EOS must
-tokenize to exactly the SID's tokens, then the newline token, then EOS: the SID trie, the reward
-and the loss all rely on that layout. `completion_ids` builds it and `check_sid_tokenizer`
-verifies it for a whole catalog before any training starts.
+Every SID token (`<a_12>`) must be one token, and an SID's text must tokenize to exactly its SID
+tokens, one per level, wherever it appears (prompts hold SID histories; completions start with
+the SID): the SID trie, the level codes, the reward and the loss rely on that. What follows the
+SID in a completion is the prompt format's terminator (`grporec.models.format`).
+`check_sid_tokenizer` verifies the whole catalog before any training starts.
 """
 from __future__ import annotations
 
@@ -58,13 +59,8 @@ def add_sid_tokens(tokenizer: PreTrainedTokenizerBase, sid_tokens: list[str]) ->
     return missing
 
 
-def completion_ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:
-    """Token ids of a completion: `text` (an SID or title, with its newline), then EOS."""
-    return tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
-
-
 def check_sid_tokenizer(tokenizer: PreTrainedTokenizerBase, sids: Iterable[str], source: str = "tokenizer") -> None:
-    """Raise TokenizerError unless every `sid + "\\n"` + EOS is SID tokens, newline, EOS.
+    """Raise TokenizerError unless every SID's text encodes to its SID tokens, one per level.
 
     Args:
         tokenizer: the policy's tokenizer.
@@ -74,9 +70,6 @@ def check_sid_tokenizer(tokenizer: PreTrainedTokenizerBase, sids: Iterable[str],
     if tokenizer.eos_token_id is None:
         raise TokenizerError(f"{source}: the tokenizer has no EOS token")
     vocab = tokenizer.get_vocab()
-    newline = tokenizer.encode("\n", add_special_tokens=False)
-    if len(newline) != 1:
-        raise TokenizerError(f"{source}: a newline does not encode to one token ({newline})")
     sids = list(sids)
     lacking = sorted({t for s in sids for t in split_sid(s) if t not in vocab})
     if lacking:
@@ -86,7 +79,8 @@ def check_sid_tokenizer(tokenizer: PreTrainedTokenizerBase, sids: Iterable[str],
             "(grporec.models.tokenizer.add_sid_tokens, done by `python -m grporec.sft`)"
         )
     for sid in sids:
-        got = completion_ids(tokenizer, sid + "\n")
-        want = [vocab[t] for t in split_sid(sid)] + newline + [tokenizer.eos_token_id]
+        got = tokenizer.encode(sid, add_special_tokens=False)
+        want = [vocab[t] for t in split_sid(sid)]
         if got != want:
-            raise TokenizerError(f"{source}: completion {sid!r} + newline + EOS tokenizes to {got}, expected {want}")
+            raise TokenizerError(f"{source}: the SID {sid!r} tokenizes to {got}, expected its SID tokens {want} "
+                                 "(are the SID tokens added as whole tokens?)")
