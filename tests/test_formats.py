@@ -1,0 +1,148 @@
+"""Prompt formats (`data.prompt_format`): BOS, SentencePiece-style tokenizers and chat templates,
+the same ids in SFT, rollouts and evaluation, and the format recorded in checkpoints."""
+import json
+
+import pytest
+import torch
+
+from conftest import ENV, tiny_loop_cfg
+from grporec import evaluate, loop, rl, sft
+from grporec.config import dump_config
+from grporec.data.datasets import Sample
+from grporec.decode import beam_search, build_catalog_trie
+from grporec.models.format import FormatError, build_format, check_recorded_format, record_format
+from grporec.models.policy import extend_policy
+from grporec.models.tiny import tokenizer_corpus
+from grporec.models.tokenizer import check_sid_tokenizer
+from tests_support import base_model, base_tokenizer, bos_tokenizer, chat_tokenizer, save_base_model, unigram_tokenizer
+
+PROMPT = "### User Input: \nWhich item has the title: red pen?\n\n### Response:\n"
+
+
+def ids_of(tok, *tokens):
+    return [tok.convert_tokens_to_ids(t) for t in tokens]
+
+
+def test_alpaca_keeps_the_tokenizers_bos_and_ends_with_newline_and_eos():
+    tok = bos_tokenizer()
+    tok.add_tokens(["<a_1>", "<b_2>"])
+    fmt = build_format(tok)
+    text = tok.encode(PROMPT, add_special_tokens=False)
+    assert fmt.prompt_ids(PROMPT) == ids_of(tok, "<s>") + text  # BOS once, as the tokenizer itself puts it
+    assert fmt.completion_ids("<a_1><b_2>\n") == ids_of(tok, "<a_1>", "<b_2>", "Ċ", "<|endoftext|>")
+    assert fmt.completion_ids("<a_1><b_2>") == fmt.completion_ids("<a_1><b_2>\n")  # the newline is the terminator's
+    # truncation keeps BOS and the prompt's last tokens: 1 + 4 = 5
+    assert fmt.prompt_ids(PROMPT, max_tokens=5) == ids_of(tok, "<s>") + text[-4:]
+    # a tokenizer without BOS (Qwen-like) gets nothing before the text
+    assert build_format(base_tokenizer()).head_ids == ()
+
+
+@pytest.mark.parametrize("newline", [True, False], ids=["newline-two-pieces", "no-newline"])
+def test_sentencepiece_style_terminators(tiny_cfg, newline):
+    """Unigram + Metaspace: a newline is two pieces ('▁', '\\n'), or unknown; either way every SID
+    is its own tokens and completions end with a fixed terminator."""
+    tok = unigram_tokenizer(tokenizer_corpus(tiny_cfg)[:400], newline)
+    tok.add_tokens(["<a_1>", "<b_2>"])
+    fmt = build_format(tok)
+    want_end = ids_of(tok, "▁", "\n", "</s>") if newline else ids_of(tok, "</s>")
+    assert fmt.terminator_ids == tuple(want_end)
+    assert fmt.completion_ids("<a_1><b_2>\n") == ids_of(tok, "<a_1>", "<b_2>") + want_end
+    assert fmt.prompt_ids(PROMPT)[0] == tok.bos_token_id and fmt.prompt_ids(PROMPT).count(tok.bos_token_id) == 1
+
+
+def test_chat_format_renders_the_template_around_the_prompt():
+    tok = chat_tokenizer()
+    tok.add_tokens(["<a_1>"])
+    fmt = build_format(tok, "chat")
+    enc = lambda s: tok.encode(s, add_special_tokens=False)  # noqa: E731
+    # ChatML: <|im_start|>user\n{content}<|im_end|>\n<|im_start|>assistant\n, content without the Alpaca cue
+    assert fmt.prompt_ids(PROMPT) == (ids_of(tok, "<|im_start|>") + enc("user\n") + enc("### User Input: \nWhich item has the title: red pen?")
+                                      + ids_of(tok, "<|im_end|>") + enc("\n") + ids_of(tok, "<|im_start|>") + enc("assistant\n"))
+    assert fmt.completion_ids("<a_1>\n") == ids_of(tok, "<a_1>", "<|im_end|>")  # ends the turn as the template does
+    head, tail = len(fmt.head_ids), len(fmt.tail_ids)
+    assert fmt.prompt_ids(PROMPT, max_tokens=head + tail + 3)[head:-tail] == enc(PROMPT[:-len("\n\n### Response:\n")])[-3:]
+    with pytest.raises(FormatError, match="no chat template"):
+        build_format(base_tokenizer(), "chat", source="some/model")
+
+
+def test_sft_rollouts_and_evaluation_feed_the_model_the_same_ids(tiny_cfg, tiny_catalog, tmp_path, monkeypatch):
+    """With a BOS-adding tokenizer: the prompt ids SFT trains on are the ones rollouts and the
+    evaluator decode from, and the trie's completions are SFT's completion ids."""
+    tok = bos_tokenizer()
+    model = base_model(len(tok))
+    extend_policy(model, tok, tiny_catalog.sid_tokens)
+    fmt = build_format(tok)
+    sid = tiny_catalog.sids[0]
+    sample = Sample(PROMPT, sid + "\n", sid, (), "t")
+    seen = {}
+
+    def recorder(name, real):
+        def left_pad(seqs, pad, device="cpu"):
+            seen[name] = [list(s) for s in seqs]
+            return real(seqs, pad, device)
+        return left_pad
+
+    for module in (sft, rl, evaluate):
+        monkeypatch.setattr(module, "left_pad", recorder(module.__name__, module.left_pad))
+    sft.encode(fmt, [sample], 1024, "cpu")
+    trie = build_catalog_trie(fmt, tiny_catalog.sids)
+    cfg = tiny_loop_cfg(tiny_cfg, tmp_path, tmp_path / "run", "train.rollout_batch_prompts=1")
+    [chunk] = rl.generate(model.eval(), fmt, trie, [sample], cfg, {sid: 0}, 1, 0, ENV)
+    evaluate.predict(model, fmt, trie, [sample], 4, 1, ENV)
+    prompt = fmt.prompt_ids(PROMPT)
+    assert prompt[0] == tok.bos_token_id and prompt.count(tok.bos_token_id) == 1
+    assert seen["grporec.sft"] == [prompt + fmt.completion_ids(sid)]
+    assert seen["grporec.rl"] == seen["grporec.evaluate"] == [prompt]
+    ids, mask = trie.path(torch.tensor([0]))
+    assert ids[0][mask[0].bool()].tolist() == fmt.completion_ids(sid)
+    assert chunk.rollout.valid.all()
+
+
+@pytest.mark.parametrize("newline", [True, False], ids=["newline-two-pieces", "no-newline"])
+def test_sft_decoding_and_evaluation_with_a_sentencepiece_style_tokenizer(tiny_cfg, tiny_catalog, tmp_path, newline):
+    """From a 'pretrained' directory with a Unigram tokenizer: SFT adds the SID tokens and trains,
+    GRPO decodes from it, and evaluation returns only real SIDs."""
+    tok = unigram_tokenizer(tokenizer_corpus(tiny_cfg)[:400], newline)
+    base = save_base_model(tok, tmp_path / "base")
+    cfg = tiny_loop_cfg(tiny_cfg, tmp_path / "run-sft" / "best", tmp_path / "run-sft", f"sft.init={base}", "sft.train.max_steps=2",
+                        "sft.train.eval_steps=2", "sft.valid_max_rows=4", "train.max_steps=1")
+    sft.train_sft(cfg, ENV)
+    best = tmp_path / "run-sft" / "best"
+    assert json.loads((best / "grporec.json").read_text()) == {"prompt_format": "alpaca"}
+    from grporec.models.policy import load_policy
+
+    model, tok2 = load_policy(best)
+    check_sid_tokenizer(tok2, tiny_catalog.sids, source=str(best))
+    fmt = build_format(tok2)
+    r = beam_search(model.eval(), torch.tensor([fmt.prompt_ids(PROMPT)]), torch.ones(1, len(fmt.prompt_ids(PROMPT)), dtype=torch.long),
+                    build_catalog_trie(fmt, tiny_catalog.sids), 5)
+    assert r.valid.all() and all(s in tiny_catalog.ids_of_sid for s in r.sids)
+    h = loop.train(tiny_loop_cfg(tiny_cfg, best, tmp_path / "grpo", "train.max_steps=1"), ENV)["history"]
+    assert len(h) == 1 and h[0]["completion_length"] == len(fmt.completion_ids(tiny_catalog.sids[0]))
+    (tmp_path / "c.yaml").write_text(dump_config(cfg))
+    evaluate.main(["--config", str(tmp_path / "c.yaml"), "--model", str(best), "--beams", "5", "--max-rows", "6",
+                   "--out", str(tmp_path / "ev")])
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["rows"] == 6 and m["invalid_outputs"] == 0 and m["prompt_format"] == "alpaca"
+
+
+def test_chat_sft_is_recorded_and_a_mismatched_format_is_refused(tiny_cfg, tiny_catalog, tmp_path, capsys):
+    base = save_base_model(chat_tokenizer(), tmp_path / "base")
+    cfg = tiny_loop_cfg(tiny_cfg, tmp_path / "s" / "best", tmp_path / "s", f"sft.init={base}", "sft.train.max_steps=1",
+                        "sft.train.eval_steps=1", "sft.valid_max_rows=2", "data.prompt_format=chat")
+    sft.train_sft(cfg, ENV)
+    best = tmp_path / "s" / "best"
+    assert json.loads((best / "grporec.json").read_text()) == {"prompt_format": "chat"}
+    check_recorded_format(best, "chat")
+    with pytest.raises(FormatError, match=r"was trained with data.prompt_format=chat, but this run has data.prompt_format=alpaca"):
+        loop.train(tiny_loop_cfg(tiny_cfg, best, tmp_path / "g", "train.max_steps=1"), ENV)
+    alpaca = tiny_loop_cfg(tiny_cfg, best, tmp_path / "e")
+    (tmp_path / "a.yaml").write_text(dump_config(alpaca))
+    assert evaluate.main(["--config", str(tmp_path / "a.yaml"), "--model", str(best), "--out", str(tmp_path / "ev")]) == 1
+    assert "--model=" in capsys.readouterr().err  # names the setting that chose the model
+    h = loop.train(tiny_loop_cfg(tiny_cfg, best, tmp_path / "g2", "train.max_steps=1", "data.prompt_format=chat"), ENV)["history"]
+    assert h[0]["completion_length"] == len(tiny_catalog.sids[0].split("><")) + 1  # SID tokens, then <|im_end|>
+    record_format(tmp_path, "alpaca")
+    (tmp_path / "grporec.json").write_text("[1]")
+    with pytest.raises(FormatError, match="not a grporec record"):
+        check_recorded_format(tmp_path, "alpaca")
