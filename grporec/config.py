@@ -69,6 +69,9 @@ class ModelConfig:
 
     path: str  # local HF directory (safetensors + config + tokenizer); never a hub name
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights for evaluation (training keeps fp32 masters)
+    # When SFT adds SID tokens to a pretrained model, its vocabulary rows are padded up to a multiple of this
+    # (GPU matmuls prefer it); padded rows are never generated (not in the SID trie; suppressed for HF generate). 1: none.
+    pad_vocab_to_multiple_of: int = 64
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
 
 
@@ -179,7 +182,7 @@ class EvalConfig:
     prompt_style: Literal["eval", "sft"] = "eval"
     max_rows: int = -1  # evaluate on the first N rows only (-1: all)
     batch_prompts: int = 8  # prompts decoded together
-    ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20])  # cut-offs of HR@K and NDCG@K (each <= the beams)
+    ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20, 50])  # cut-offs of HR@K and NDCG@K (those above the beams are left out)
 
 
 def _sft_train_defaults() -> TrainConfig:

@@ -4,7 +4,7 @@
     torchrun --nproc_per_node=N -m grporec.evaluate ...   (rows sharded, metrics combined)
 
 Each row's prompt is `EvalSidDataset`'s (or the SFT wording with eval.prompt_style=sft); the model's `beams` best catalog completions are its
-ranked predictions. HR@K and NDCG@K (K in 1, 3, 5, 10, 20, 50, at most the beam count) use the
+ranked predictions. HR@K and NDCG@K (K from eval.ks or --ks, at most the beam count) use the
 rank of the first exact SID match, NDCG = 1/log2(rank + 2), averaged over all rows. Writes
 `metrics.json` and `predictions.json` (one record per row with `input`, `output` and `predict`,
 the generated SIDs in rank order, as MiniOneRec's scoring scripts read them).
@@ -105,10 +105,15 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
         ap.add_argument("--beams", type=int, default=50, help="beams = length of each ranked list (default 50)")
         ap.add_argument("--batch", type=int, default=None, help="prompts per decode batch (default eval.batch_prompts)")
         ap.add_argument("--max-rows", type=int, default=None, help="only the first N rows (default eval.max_rows; -1: all)")
+        ap.add_argument("--ks", type=int, nargs="+", default=None, metavar="K",
+                        help="cut-offs of HR@K / NDCG@K (default eval.ks; those above --beams are left out)")
         ap.add_argument("--out", default=None, help="output directory (default <output_dir>/eval-<split>)")
         args, cfg = cli.parse_config(ap, args_list, Config)
         max_rows = cfg.eval.max_rows if args.max_rows is None else args.max_rows
         batch = args.batch or cfg.eval.batch_prompts
+        args.ks = args.ks or cfg.eval.ks
+        if min(args.ks) < 1:
+            raise cli.UsageError(f"--ks / eval.ks must be positive cut-offs, got {args.ks}")
         if args.beams < 1:
             raise cli.UsageError(f"--beams must be at least 1, got {args.beams}")
         if max_rows == 0 or max_rows < -1:
@@ -151,7 +156,7 @@ def run_evaluation(cfg: Config, args, env, out: Path, max_rows: int, batch: int)
     fmt = format_for(tokenizer, cfg.data.prompt_format, args.model, key="--model")
     trie = build_catalog_trie(fmt, catalog.sids, env.device)
     t0 = time.perf_counter()
-    metrics, preds = evaluate(model, fmt, trie, samples, args.beams, batch, env, catalog,
+    metrics, preds = evaluate(model, fmt, trie, samples, args.beams, batch, env, catalog, ks=tuple(args.ks),
                               progress=cfg.train.progress and sys.stderr.isatty())
     metrics["seconds"] = time.perf_counter() - t0
     metrics["rows_per_s"] = len(samples) / metrics["seconds"]

@@ -60,7 +60,7 @@ def init_model(cfg: Config, catalog: Catalog, env: dist.DistEnv):
         model, tokenizer = build_tiny_for_data(cfg)
     else:
         model, tokenizer = load_policy(cfg.sft.init, "float32", key="sft.init")
-        extend_policy(model, tokenizer, catalog.sid_tokens)
+        extend_policy(model, tokenizer, catalog.sid_tokens, cfg.model.pad_vocab_to_multiple_of)
         check_sid_tokenizer(tokenizer, catalog.sids, source=cfg.sft.init)
     model.config.use_cache = False
     return dist.shard(model.to(env.device), env, cfg.sft.train.mixed_precision), tokenizer
@@ -126,6 +126,8 @@ def check_sft_settings(cfg: Config) -> None:
             raise ValueError(f"{key} must be at least {low}, got {value}")
     if tc.lr <= 0:
         raise ValueError(f"sft.train.lr must be > 0, got {tc.lr}")
+    if cfg.model.pad_vocab_to_multiple_of < 1:
+        raise ValueError(f"model.pad_vocab_to_multiple_of must be at least 1 (1: no padding), got {cfg.model.pad_vocab_to_multiple_of}")
     check_report_to(tc.report_to, "sft.train.report_to")
     if cfg.sft.valid_max_rows == 0:
         raise ValueError("sft.valid_max_rows must be a positive number of rows or -1 (all), got 0")

@@ -39,6 +39,7 @@ def test_help_exits_zero_and_explains_the_overrides(module):
     (["grporec.evaluate", "--config", TINY, "--model", "m", "--beams", "0"], 2, "--beams must be at least 1, got 0"),
     (["grporec.evaluate", "--config", TINY, "--model", "m", "--beams", "-3"], 2, "--beams must be at least 1, got -3"),
     (["grporec.evaluate", "--config", TINY, "--model", "m", "--max-rows", "0"], 2, "--max-rows / eval.max_rows must be"),
+    (["grporec.evaluate", "--config", TINY, "--model", "m", "--ks", "0"], 2, "--ks / eval.ks must be positive"),
     (["grporec.sasrec", "train", "--config", "nope.yaml"], 1, "config file not found"),
     (["grporec.baselines", "--config", TINY], 1, "runs/tiny/data/index/Tiny.index.json: file not found (config key data.index_file)"),
     (["grporec.data.synth", "--out", "x", "--seed", "-1"], 2, "--seed must be a non-negative integer, got -1"),

@@ -69,3 +69,18 @@ def test_evaluate_command_on_tiny_model(tiny_cfg, tiny_model_dir, tiny_catalog, 
     assert len(preds) == m["rows"]
     assert all(p in tiny_catalog.ids_of_sid for r in preds for p in r["predict"])  # every generated SID is real
     assert all(len(set(r["predict"])) == len(r["predict"]) for r in preds)
+
+
+def test_evaluate_command_honours_eval_ks_and_max_rows_and_flags_override(tiny_cfg, tiny_model_dir, tmp_path):
+    from grporec.config import dump_config, load_config
+
+    (tmp_path / "base.yaml").write_text(dump_config(tiny_cfg))
+    cfg = load_config(tmp_path / "base.yaml", ["eval.ks=[2, 4]", "eval.max_rows=3"])
+    (tmp_path / "c.yaml").write_text(dump_config(cfg))
+    evaluate_main(["--config", str(tmp_path / "c.yaml"), "--model", str(tiny_model_dir), "--beams", "5", "--out", str(tmp_path / "a")])
+    m = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert sorted(k for k in m if k.startswith(("hr@", "ndcg@"))) == ["hr@2", "hr@4", "ndcg@2", "ndcg@4"] and m["rows"] == 3
+    evaluate_main(["--config", str(tmp_path / "c.yaml"), "--model", str(tiny_model_dir), "--beams", "5", "--ks", "1", "7",
+                   "--max-rows", "2", "--out", str(tmp_path / "b")])
+    m = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert sorted(k for k in m if k.startswith(("hr@", "ndcg@"))) == ["hr@1", "ndcg@1"] and m["rows"] == 2  # 7 > 5 beams

@@ -83,7 +83,11 @@ def test_sft_from_a_base_model_adds_sid_tokens(tiny_cfg, tiny_catalog, tmp_path)
     r = sft.train_sft(cfg, ENV)
     model, tok = load_policy(r["best"])
     assert all(t in tok.get_vocab() for t in tiny_catalog.sid_tokens)
-    assert model.get_input_embeddings().num_embeddings == len(tok)
+    rows = model.get_input_embeddings().num_embeddings  # model.pad_vocab_to_multiple_of = 64 by default
+    assert rows % 64 == 0 and len(tok) <= rows < len(tok) + 64
+    assert model.generation_config.suppress_tokens == list(range(len(tok), rows))  # saved with the checkpoint
+    with pytest.raises(ValueError, match="model.pad_vocab_to_multiple_of must be at least 1"):
+        sft.train_sft(sft_cfg(tiny_cfg, tmp_path / "x", f"sft.init={base}", "model.pad_vocab_to_multiple_of=0"), ENV)
 
 
 def test_unknown_sft_dataset(tiny_cfg, tmp_path):

@@ -54,3 +54,28 @@ def test_load_policy_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(PolicyError, match=r"empty is not a model directory \(no config.json\)"):
         load_policy(tmp_path / "empty")
+
+
+def test_padded_vocabulary_rows_are_never_generated(tiny_catalog):
+    """Rows past the tokenizer, made to win every greedy step, are emitted by HF generate without
+    the suppression extend_policy records, and never with it; the SID trie never allows them."""
+    from grporec.decode import build_catalog_trie
+    from grporec.models.format import build_format
+
+    tok = base_tokenizer()
+    torch.manual_seed(0)
+    model = base_model(len(tok))
+    extend_policy(model, tok, tiny_catalog.sid_tokens, pad_to_multiple_of=64)
+    rows = model.get_input_embeddings().num_embeddings
+    assert rows % 64 == 0 and rows > len(tok)  # 300-odd + SID tokens, padded up
+    with torch.no_grad():  # tied embeddings: the padded rows' logits become h . 100 h_mean, the largest
+        h = model.model(torch.tensor([tok.encode("which item")])).last_hidden_state[0, -1]
+        model.get_input_embeddings().weight[len(tok):] = 100 * h
+    ids = torch.tensor([tok.encode("which item")])
+    suppressed = model.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=tok.eos_token_id)
+    assert (suppressed[0, ids.shape[1]:] < len(tok)).all()
+    model.generation_config.suppress_tokens = None
+    free = model.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=tok.eos_token_id)
+    assert (free[0, ids.shape[1]:] >= len(tok)).any()  # the test can see a padded row being generated
+    trie = build_catalog_trie(build_format(tok), tiny_catalog.sids)
+    assert all(int(c.max()) < len(tok) for c in trie.columns)

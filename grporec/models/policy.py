@@ -70,11 +70,21 @@ def _model_dir(path: str | Path, key: str = "model.path") -> Path:
     return path
 
 
-def extend_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sid_tokens: list[str]) -> list[str]:
-    """Add missing SID tokens to the tokenizer and resize the model's embeddings to match."""
+def extend_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sid_tokens: list[str],
+                  pad_to_multiple_of: int = 1) -> list[str]:
+    """Add missing SID tokens to the tokenizer and resize the model's embeddings to match.
+
+    With `pad_to_multiple_of` > 1 a resized vocabulary gets rows up to the next multiple (faster
+    matmuls on GPUs). Rows beyond the tokenizer are no tokens: the SID trie never allows them, and
+    they are listed in the generation config's `suppress_tokens` so HF `generate` never emits them.
+    """
     added = add_sid_tokens(tokenizer, sid_tokens)
     if model.get_input_embeddings().num_embeddings < len(tokenizer):
-        model.resize_token_embeddings(len(tokenizer))
+        model.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=pad_to_multiple_of if pad_to_multiple_of > 1 else None)
+    rows = model.get_input_embeddings().num_embeddings
+    if rows > len(tokenizer):
+        gen = model.generation_config
+        gen.suppress_tokens = sorted(set(gen.suppress_tokens or []) | set(range(len(tokenizer), rows)))
     return added
 
 
