@@ -11,7 +11,6 @@ Relative paths in the config are relative to the working directory, as in MiniOn
 from __future__ import annotations
 
 import dataclasses
-import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -391,14 +390,3 @@ def dump_config(cfg: Any) -> str:
 
 def save_config(cfg: Any, path: str | Path) -> None:
     Path(path).write_text(dump_config(cfg))
-
-
-def parse_cli(argv: list[str] | None = None, cls: type = Config, prog: str = "grporec") -> Any:
-    """`--config FILE [a.b=value ...]` -> typed config. Prints usage and exits on bad usage."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "--config" not in argv or argv.index("--config") == len(argv) - 1:
-        raise SystemExit(f"usage: {prog} --config FILE [section.key=value ...]")
-    i = argv.index("--config")
-    path = argv[i + 1]
-    overrides = argv[:i] + argv[i + 2 :]
-    return load_config(path, overrides, cls=cls)

@@ -1,6 +1,6 @@
 import pytest
 
-from grporec.config import Config, ConfigError, dump_config, load_config, parse_cli
+from grporec.config import ConfigError, dump_config, load_config
 
 BASE = """
 seed: 3
@@ -100,16 +100,6 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(write(tmp_path, "data: [unclosed\n"))
-
-
-def test_parse_cli(tmp_path):
-    p = write(tmp_path, BASE)
-    cfg = parse_cli(["--config", str(p), "seed=9"])
-    assert isinstance(cfg, Config) and cfg.seed == 9
-    with pytest.raises(SystemExit, match="usage"):
-        parse_cli(["seed=9"])
-    with pytest.raises(ConfigError, match="section.key=value"):
-        parse_cli(["--config", str(p), "seed"])
 
 
 def test_shipped_configs_load():
