@@ -62,8 +62,8 @@ def check_settings(cfg: Config) -> None:
                          "sequence: use grpo, token or dr_grpo")
 
 
-# What a resumed run must share with its checkpoint: they fix the data order and the group layout.
-RESUME_KEYS = ("rl.num_generations", "train.prompts_per_step", "seed")
+# What a resumed run must share with its checkpoint: they fix the data order, the group layout and the prompts' ids.
+RESUME_KEYS = ("rl.num_generations", "train.prompts_per_step", "seed", "data.prompt_format")
 
 
 def check_resumable(checkpoint: Path, cfg: Config, total_steps: int, keys=RESUME_KEYS) -> None:

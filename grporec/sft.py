@@ -146,14 +146,14 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
     valid = D.SftSidDataset(load_split(cfg.data, "valid", catalog), cfg.data.max_history).samples
     valid = valid[: cfg.sft.valid_max_rows] if cfg.sft.valid_max_rows > 0 else valid
     model, tokenizer = init_model(cfg, catalog, env)
-    fmt = format_for(tokenizer, cfg.data.prompt_format, None if cfg.sft.init == "tiny" else cfg.sft.init, key="sft.init")
+    fmt = format_for(tokenizer, cfg.data.prompt_format, cfg.sft.init if cfg.sft.init != "tiny" else None, key="sft.init")
     total_steps = tc.max_steps if tc.max_steps > 0 else tc.epochs * math.ceil(len(dataset) / tc.prompts_per_step)
     optimizer, scheduler = build_optimizer(model, tc, total_steps)
     stream = SampleStream(dataset, cfg.seed)
     state = {"step": 0, "best_valid": float("inf"), "evals_since_best": 0, "bad_steps": 0, "skipped_steps": 0}
     resume = latest_checkpoint(out) if tc.resume == "auto" else (None if tc.resume == "none" else Path(tc.resume))
     if resume is not None:
-        check_resumable(resume, cfg, total_steps, keys=("sft.train.prompts_per_step", "sft.datasets", "seed"))
+        check_resumable(resume, cfg, total_steps, keys=("sft.train.prompts_per_step", "sft.datasets", "seed", "data.prompt_format"))
         state = load_checkpoint(resume, model, optimizer, scheduler)
         stream.load_state_dict(state.pop("data"))
     if env.is_main:  # only now: a run that fails its checks leaves an existing run's config alone
