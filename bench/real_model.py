@@ -133,6 +133,8 @@ def main() -> int:
     ap.add_argument("--sft-batch", type=int, default=8, help="samples per SFT step")
     ap.add_argument("--sft-lr", type=float, default=3e-4)
     ap.add_argument("--grpo-steps", type=int, default=5)
+    ap.add_argument("--grpo-lr", type=float, default=1e-5,
+                    help="GRPO learning rate (MiniOneRec's for pretrained models; the tiny model's 3e-4 makes the KL spike)")
     ap.add_argument("--eval-rows", type=int, default=100, help="test rows evaluated (-1: all)")
     ap.add_argument("--beams", type=int, default=20)
     ap.add_argument("--threads", type=int, default=None)
@@ -170,6 +172,7 @@ def main() -> int:
 
     grpo_cfg = load_config(args.config, common + [
         f"model.path={sft['best']}", f"output_dir={out / fmt_name / 'grpo'}", f"train.max_steps={args.grpo_steps}",
+        f"train.lr={args.grpo_lr}",
         "train.prompts_per_step=8", "train.micro_batch_prompts=2", "train.rollout_batch_prompts=8", "rl.num_generations=8",
         "train.eval_steps=0", "train.log_steps=1", "train.resume=none", "train.save_total_limit=1"] + overrides)
     t = time.perf_counter()
