@@ -114,7 +114,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     label_of = {sid: i for i, sid in enumerate(catalog.sids)}
     rewards = build_rewards(cfg, catalog, env.device)
     if cfg.rl.advantage == "sibling":
-        check_one_sid_length(catalog)
+        check_one_sid_length(trie.codes)
     total_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else cfg.train.epochs * math.ceil(len(dataset) / cfg.train.prompts_per_step)
     optimizer, scheduler = build_optimizer(policy, cfg.train, total_steps * cfg.rl.num_iterations)
     stream = SampleStream(dataset, cfg.seed)

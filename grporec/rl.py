@@ -102,13 +102,15 @@ class Chunk:
     target_codes: torch.Tensor  # [B, K] the target's SID level codes (all -1 where it is not in the trie)
 
 
-def check_one_sid_length(catalog: Catalog) -> None:
-    """rl.advantage=sibling maps SID level k to completion token k: every SID needs the same levels."""
-    from grporec.data.formats import split_sid
+def check_one_sid_length(codes: torch.Tensor) -> None:
+    """rl.advantage=sibling maps SID level k to completion token k: every SID needs the same levels.
 
-    counts = {len(split_sid(sid)) for sid in catalog.sids}
-    if len(counts) != 1:
-        raise ValueError(f"rl.advantage=sibling needs SIDs of one length; the catalog has lengths {sorted(counts)}")
+    Args:
+        codes: [N, K] the catalog's level codes (the trie's), -1 after a shorter SID's last level.
+    """
+    lengths = (codes >= 0).sum(1).unique().tolist()
+    if len(lengths) != 1:
+        raise ValueError(f"rl.advantage=sibling needs SIDs of one length; the catalog has lengths {sorted(lengths)}")
 
 
 def level_codes(chunks: list["Chunk"]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,7 +139,7 @@ def generate(policy, fmt: PromptFormat, trie, samples: list[D.Sample], cfg: Conf
     policy.eval()
     G, chunks = cfg.rl.num_generations, []
     for i in range(0, len(samples), cfg.train.rollout_batch_prompts):
-        generator = rollout_generator(cfg.seed, step, first_prompt + i, env.device)
+        generator = None if cfg.rl.rollout == "beam" else rollout_generator(cfg.seed, step, first_prompt + i, env.device)
         part = samples[i:i + cfg.train.rollout_batch_prompts]
         ids, mask = left_pad([fmt.prompt_ids(s.prompt) for s in part], fmt.pad_id, env.device)
         targets = torch.tensor([label_of.get(s.target_sid, -1) for s in part], device=env.device)  # [B]

@@ -78,3 +78,11 @@ def test_reward_inputs_check_code_shapes():
     with pytest.raises(ValueError, match=r"must be \[B\*G, K\] and \[B, K\]"):
         RewardInputs(["<a_1>", "<a_2>"], ["<a_1>"], 2, torch.zeros(2), level_codes=torch.zeros(1, 1, dtype=torch.long),
                      target_codes=torch.zeros(1, 1, dtype=torch.long))
+
+
+def test_sibling_advantages_need_one_sid_length():
+    from grporec.rl import check_one_sid_length
+
+    check_one_sid_length(sid_codes(["<a_1><b_2>", "<a_3><b_0>"]))  # both 2 levels: fine
+    with pytest.raises(ValueError, match=r"needs SIDs of one length; the catalog has lengths \[1, 2\]"):
+        check_one_sid_length(sid_codes(["<a_1><b_2>", "<a_1>"]))

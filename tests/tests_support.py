@@ -24,9 +24,7 @@ def base_model(vocab_size: int) -> Qwen2ForCausalLM:
 def save_model_without_sid_tokens(out: Path) -> Path:
     tok = base_tokenizer()
     tok.pad_token = tok.eos_token
-    base_model(len(tok)).save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    return out
+    return save_base_model(tok, out)
 
 
 def bos_tokenizer() -> PreTrainedTokenizerFast:

@@ -75,6 +75,17 @@ def import_reward(spec: str) -> RewardFn:
     return fn
 
 
+def lookup_reward(name: str) -> RewardFn:
+    """The registry's function for `name`, or the user's function for `package.module:function`
+    (the rewards bound to a resource, semantic and sasrec, are built by `RewardSet`)."""
+    if ":" in name:
+        return import_reward(name)
+    if name in REWARDS:
+        return REWARDS[name]
+    raise ValueError(f"reward.names: unknown reward {name!r}; choose from {reward_names()}, or name your own "
+                     "function as package.module:function")
+
+
 def resolve_rewards(reward_type: str, names: list[str] | None = None, weights: list[float] | None = None) -> list[tuple[str, float]]:
     """The (name, weight) list: explicit names (and weights) win over `reward_type`. Every name is
     checked here (a `module:function` one is imported), so a bad one fails before any work."""
@@ -88,11 +99,8 @@ def resolve_rewards(reward_type: str, names: list[str] | None = None, weights: l
     if not names:
         raise ValueError("reward.names is empty")
     for n in names:
-        if ":" in n:
-            import_reward(n)
-        elif n not in reward_names():
-            raise ValueError(f"reward.names: unknown reward {n!r}; choose from {reward_names()}, or name your own "
-                             "function as package.module:function")
+        if n not in BOUND_REWARDS:
+            lookup_reward(n)
     weights = [1.0] * len(names) if weights is None else weights
     if len(weights) != len(names):
         raise ValueError(f"reward.weights has {len(weights)} values for {len(names)} names")
@@ -116,12 +124,8 @@ class RewardSet:
                 from grporec.rewards.cf import sasrec_reward
 
                 self.fns[name] = lambda x, s=sasrec: sasrec_reward(x, s)
-            elif ":" in name:
-                self.fns[name] = import_reward(name)
-            elif name in REWARDS:
-                self.fns[name] = REWARDS[name]
             else:
-                raise ValueError(f"unknown reward {name!r}; choose from {reward_names()}")
+                self.fns[name] = lookup_reward(name)
 
     def __call__(self, x: RewardInputs) -> tuple[torch.Tensor, dict[str, float]]:
         total = torch.zeros(len(x.completions))
