@@ -36,7 +36,7 @@ from grporec.baselines import evaluate_baselines  # noqa: E402
 from grporec.config import Config, load_config  # noqa: E402
 from grporec.data.load import load_data_catalog, load_split  # noqa: E402
 from grporec.decode import build_catalog_trie  # noqa: E402
-from grporec.evaluate import eval_samples, evaluate  # noqa: E402
+from grporec.evaluate import eval_samples, evaluate, split_transitions  # noqa: E402
 from grporec.metrics import paired_difference  # noqa: E402
 
 # Each variant is a list of overrides on top of the config's GRPO settings (lr, steps, batch), after
@@ -75,13 +75,14 @@ def score_model(cfg: Config, model_dir: Path, device: str) -> dict:
     from grporec.models.format import format_for
 
     model, tok = load_policy(model_dir, "float32", device)
-    fmt = format_for(tok, cfg.data.prompt_format, model_dir)
+    fmt = format_for(tok, cfg.data.prompt_format, model_dir, max_prompt_tokens=cfg.data.max_prompt_tokens)
     trie = build_catalog_trie(fmt, catalog.sids, device)
+    transitions = split_transitions(cfg, catalog)
     out = {}
     for split in ("valid", "test"):
         samples = eval_samples(cfg, load_split(cfg.data, split, catalog), cfg.eval.max_rows)
         m, _ = evaluate(model, fmt, trie, samples, cfg.eval.test_beams, cfg.eval.batch_prompts, env_for(device), catalog,
-                        ks=tuple(cfg.eval.ks))
+                        ks=tuple(cfg.eval.ks), transitions=transitions)
         out[split] = m
     return out
 

@@ -20,6 +20,7 @@ from grporec.config import Config
 from grporec.data.formats import Interaction
 from grporec.data.load import load_data_catalog, load_split
 from grporec.evaluate import eval_samples, format_metrics, score
+from grporec.metrics import train_transitions
 
 BASELINES = ("most_popular", "markov")
 
@@ -66,7 +67,9 @@ def evaluate_baselines(cfg: Config, split: str, k: int, max_rows: int = -1) -> d
     if max_rows > 0:
         rows, samples = rows[:max_rows], samples[:max_rows]
     make = {"most_popular": most_popular, "markov": markov}
-    return {name: score(make[name](train, rows, k), samples, k, catalog, ks=tuple(cfg.eval.ks)) for name in BASELINES}
+    transitions = train_transitions(train)
+    return {name: score(make[name](train, rows, k), samples, k, catalog, ks=tuple(cfg.eval.ks), transitions=transitions)
+            for name in BASELINES}
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.baselines") -> int:

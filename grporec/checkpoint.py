@@ -33,11 +33,26 @@ from grporec.dist import DistEnv, barrier
 from grporec.models.format import record_format
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
+RUN_ID_FILE = "run_id"  # in each checkpoint: which run wrote it (pruning removes only the writing run's own)
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
 
 def checkpoint_root(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
+
+
+def step_of(checkpoint: str | Path) -> int:
+    """The step number of a `step-NNNNNNN` checkpoint directory."""
+    m = STEP_DIR.match(Path(checkpoint).name)
+    if m is None:
+        raise FileNotFoundError(f"{checkpoint}: not a checkpoint directory (expected a name like step-0000100)")
+    return int(m.group(1))
+
+
+def run_id_of(checkpoint: Path) -> str | None:
+    """The id of the run that wrote a checkpoint (None for checkpoints written before run ids)."""
+    f = Path(checkpoint) / RUN_ID_FILE
+    return f.read_text().strip() if f.is_file() else None
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:
@@ -151,7 +166,12 @@ def save_checkpoint(
     reference: torch.nn.Module | None = None,
     keep: int = 2,
 ) -> Path:
-    """Write checkpoint `step` atomically and prune old ones. Returns its final path."""
+    """Write checkpoint `step` atomically and prune old ones. Returns its final path.
+
+    Pruning keeps the newest `keep` checkpoints of the run that is writing (`trainer_state`'s
+    `run_id`) and never touches another run's.
+    """
+    run_id = trainer_state.get("run_id")
     root = checkpoint_root(output_dir)
     final = root / f"step-{step:07d}"
     tmp = root / f".tmp-step-{step:07d}"
@@ -170,13 +190,15 @@ def save_checkpoint(
             torch.save({"optimizer": optim_state, "scheduler": scheduler.state_dict(), "rng": rng_state(),
                         "trainer": trainer_state, "step": step}, tmp / "trainer_state.pt")
             (tmp / "config.yaml").write_text(dump_config(cfg))
+            if run_id is not None:
+                (tmp / RUN_ID_FILE).write_text(run_id + "\n")
     if env.is_main:
         aside = root / f".old-step-{step:07d}"
         if final.exists():  # re-saving a step: move the old copy aside until the new one is in place
             os.replace(final, aside)
         os.replace(tmp, final)  # atomic: readers see the old set or the new complete one
         shutil.rmtree(aside, ignore_errors=True)
-        old = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)))
+        old = sorted((int(m.group(1)), p) for p in root.iterdir() if (m := STEP_DIR.match(p.name)) and run_id_of(p) == run_id)
         for _, p in old[: max(0, len(old) - keep)]:
             _remove(p)
     barrier(env)

@@ -17,15 +17,14 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Callable
+
+from grporec.errors import TrainingError, UsageError, UserError  # noqa: F401 - TrainingError: re-exported for forks
 
 OVERRIDES_HELP = ("configuration overrides, each section.key=value with the value in YAML "
                   "(e.g. train.lr=1e-5 rl.num_generations=8 rl.datasets=[sid_history]); "
                   "they replace the file's values")
-
-
-class UsageError(Exception):
-    """A command used wrongly (exit status 2)."""
 
 
 def debug_requested(argv: list[str]) -> bool:
@@ -33,7 +32,12 @@ def debug_requested(argv: list[str]) -> bool:
 
 
 def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
-    """Call `main(argv)`; user errors become `error: ...` on stderr and an exit status."""
+    """Call `main(argv)`; user errors become `error: ...` on stderr and an exit status.
+
+    A `UserError` (grporec's ConfigError, DataError, SettingsError, TrainingError, ...) or an
+    `OSError` (a missing, unreadable or full file) is one line, exit 1; a `UsageError`, exit 2.
+    Any other exception is unexpected: its traceback is printed, then a line saying so, exit 1.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = debug_requested(argv)
     try:
@@ -43,18 +47,17 @@ def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None) 
             raise
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, OSError, RuntimeError) as e:
-        # grporec's own errors (ConfigError, DataError, PolicyError, TokenizerError) are ValueErrors;
-        # OSError covers missing, unreadable and full files; RuntimeErrors are shown without a
-        # traceback only when grporec raised them on purpose (TrainingError), otherwise re-raised.
-        if debug or (isinstance(e, RuntimeError) and not isinstance(e, TrainingError)):
+    except (UserError, OSError) as e:
+        if debug:
             raise
         print(f"error: {e}", file=sys.stderr)
         return 1
-
-
-class TrainingError(RuntimeError):
-    """Training cannot go on (e.g. too many non-finite steps); the message says what to change."""
+    except Exception as e:  # noqa: BLE001 - everything else is reported as what it is
+        traceback.print_exc()
+        print(f"error: unexpected {type(e).__name__}: {e}\nThis is not a configuration or data problem that grporec "
+              "recognises: it is a bug in grporec, in a library it calls, or in your own code it runs (a reward, say). "
+              "The traceback above shows where; please report it with the traceback if it is grporec's.", file=sys.stderr)
+        return 1
 
 
 def config_parser(prog: str, description: str, example: str, config_required: bool = True) -> argparse.ArgumentParser:

@@ -10,6 +10,8 @@ Relative paths in the config are relative to the working directory, as in MiniOn
 """
 from __future__ import annotations
 
+from grporec.errors import UserError
+
 import dataclasses
 import types
 import typing
@@ -20,7 +22,7 @@ from typing import Any, Literal
 import yaml
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A configuration problem; the message names the key and, when known, the file."""
 
 
@@ -36,10 +38,17 @@ class DataConfig:
     item_file: str | None = None  # <Category>.item.json: item id -> title, description, ...
     seq_title_samples: int = 10000  # rows sampled for the title-history -> SID task
     max_history: int = 10  # upstream keeps at most the last 10 items
+    # Prompts longer than this keep their last tokens (the end holds the question and the latest items); one rule
+    # for SFT, rollouts, log-probs and evaluation, so a long history is seen the same way in each.
+    max_prompt_tokens: int = 1024
     # How prompts and completions become tokens (grporec/models/format.py): "alpaca", MiniOneRec's raw text
     # (with the tokenizer's own BOS, if it adds one); "chat", the tokenizer's chat template (an Instruct model's).
     # Recorded in every checkpoint; a model trained with one format refuses the other.
     prompt_format: Literal["alpaca", "chat"] = "alpaca"
+    # The prompts' words: "minionerec", MiniOneRec's templates character for character (each stage its own
+    # wording; the default, and what pretrained LMs should keep); "compact", one short prompt for every stage
+    # (the history's SIDs back to back, or "title: ..."), for from-scratch models whose cost is per prompt token.
+    prompt_text: Literal["minionerec", "compact"] = "minionerec"
     synthetic_preset: str | None = None  # demo only: generate this embedded dataset if absent
     synthetic_root: str | None = None  # where the synthetic dataset's files go
     synthetic_seed: int = 0  # seed of the synthetic dataset generator
@@ -151,6 +160,9 @@ class TrainConfig:
     weight_decay: float = 0.0  # AdamW weight decay
     adam_betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW betas
     warmup_ratio: float = 0.03  # of all optimizer steps, then cosine decay to 0
+    # Optimizer steps the warmup + cosine spans (0: the run's own, max_steps or epochs at its start). A resumed
+    # run keeps its checkpoint's horizon, so raising max_steps does not make the rate jump; set this to stretch it.
+    schedule_steps: int = 0
     max_grad_norm: float = 0.3  # gradient clipping (global L2 norm)
     prompts_per_step: int = 64  # global batch: prompts per optimizer step, over all ranks
     micro_batch_prompts: int = 4  # prompts per forward/backward on one rank (x G rows for GRPO)
@@ -194,11 +206,16 @@ class SftConfig:
     """Supervised warm start: next SID, title <-> SID and title history -> SID, prompt tokens masked."""
 
     init: str = "tiny"  # "tiny": the from-scratch model (model.tiny); else a local HF base model directory
-    # training tasks: sid_history, title2sid, sid2title (SID -> title), title_history (as rl.datasets)
+    # training tasks: sid_history, sid_suffix (every shorter suffix of each history -> the same next SID),
+    # title2sid, sid2title (SID -> title), title_history (as rl.datasets)
     datasets: list[str] = field(default_factory=lambda: ["sid_history", "title2sid", "sid2title", "title_history"])
-    max_prompt_tokens: int = 1024  # longer prompts keep their last tokens (the end holds the question)
-    patience: int = 3  # evaluations without a lower valid loss before stopping (0: never stop early)
-    valid_max_rows: int = 2000  # valid rows for the valid loss (-1: all)
+    max_prompt_tokens: int | None = None  # replaced by data.max_prompt_tokens (one rule for every stage); must be unset
+    # The model kept as <output_dir>/best: the one with the lowest valid loss, or (ndcg) the highest valid
+    # NDCG@10 of select_beams-beam constrained decoding (what the recommender is judged by; slower to measure).
+    select_on: Literal["loss", "ndcg"] = "loss"
+    select_beams: int = 20  # beams for select_on=ndcg
+    patience: int = 3  # evaluations without a better selection metric before stopping (0: never stop early)
+    valid_max_rows: int = 2000  # valid rows for the valid loss / NDCG (-1: all)
     train: TrainConfig = field(default_factory=_sft_train_defaults)  # prompts_per_step = samples per step
 
 

@@ -12,6 +12,8 @@ new key cannot land undocumented.
 """
 from __future__ import annotations
 
+from grporec.errors import SettingsError
+
 import argparse
 import dataclasses
 import inspect
@@ -147,7 +149,7 @@ def undocumented() -> list[str]:
 def replace_section(text: str, body: str, source: str = "README.md") -> str:
     """`text` with everything between the markers replaced by `body`."""
     if BEGIN not in text or END not in text:
-        raise ValueError(f"{source}: the config-reference markers are missing (add the lines {BEGIN!r} and {END!r})")
+        raise SettingsError(f"{source}: the config-reference markers are missing (add the lines {BEGIN!r} and {END!r})")
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{BEGIN}\n\n{body}\n{END}{tail}"

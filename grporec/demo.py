@@ -8,6 +8,8 @@ when the command is run again.
 """
 from __future__ import annotations
 
+from grporec.errors import SettingsError
+
 import dataclasses
 import json
 import sys
@@ -24,7 +26,7 @@ from grporec.config import Config, dump_config
 from grporec.data import synth
 from grporec.data.load import load_data_catalog, load_split
 from grporec.decode import build_catalog_trie
-from grporec.evaluate import eval_samples, evaluate, format_metrics, write_outputs
+from grporec.evaluate import eval_samples, evaluate, format_metrics, split_transitions, write_outputs
 from grporec.metrics import paired_difference
 from grporec.loop import train as grpo_train
 from grporec.models.format import format_for
@@ -52,11 +54,11 @@ def ensure_synthetic_data(cfg: Config) -> None:
     if d.synthetic_preset is None or Path(d.info_file).is_file():
         return
     if d.synthetic_preset not in synth.PRESETS:
-        raise ValueError(f"data.synthetic_preset: unknown preset {d.synthetic_preset!r}; choose from {sorted(synth.PRESETS)}")
+        raise SettingsError(f"data.synthetic_preset: unknown preset {d.synthetic_preset!r}; choose from {sorted(synth.PRESETS)}")
     root = d.synthetic_root or str(Path(d.info_file).parent.parent)
     paths = synth.write(synth.PRESETS[d.synthetic_preset], d.synthetic_seed, root)
     if Path(d.info_file) != paths.info:
-        raise ValueError(f"data.info_file is {d.info_file} but the '{d.synthetic_preset}' preset writes {paths.info}")
+        raise SettingsError(f"data.info_file is {d.info_file} but the '{d.synthetic_preset}' preset writes {paths.info}")
     print(f"[data] generated the synthetic '{d.synthetic_preset}' dataset (seed {d.synthetic_seed}) in {root}")
 
 
@@ -66,7 +68,7 @@ def ensure_derived_data(cfg: Config) -> None:
     if d.derive_from is None or (d.train_file and Path(d.train_file).is_file() and d.valid_file and Path(d.valid_file).is_file()):
         return
     if not d.train_file or not d.valid_file:
-        raise ValueError("data.derive_from needs data.train_file and data.valid_file: the files it writes")
+        raise SettingsError("data.derive_from needs data.train_file and data.valid_file: the files it writes")
     from grporec.data.derive import split_holdout, write_csv
     from grporec.data.formats import read_interactions
 
@@ -82,10 +84,10 @@ def evaluate_model(cfg: Config, model_dir: Path, out: Path, env) -> dict:
     catalog = load_data_catalog(cfg.data)
     samples = eval_samples(cfg, load_split(cfg.data, "test", catalog), cfg.eval.max_rows)
     model, tokenizer = load_policy(model_dir, "float32", env.device)
-    fmt = format_for(tokenizer, cfg.data.prompt_format, model_dir)
+    fmt = format_for(tokenizer, cfg.data.prompt_format, model_dir, max_prompt_tokens=cfg.data.max_prompt_tokens)
     trie = build_catalog_trie(fmt, catalog.sids, env.device)
     metrics, preds = evaluate(model, fmt, trie, samples, cfg.eval.test_beams, cfg.eval.batch_prompts, env, catalog,
-                              ks=tuple(cfg.eval.ks))
+                              ks=tuple(cfg.eval.ks), transitions=split_transitions(cfg, catalog))
     out.mkdir(parents=True, exist_ok=True)
     write_outputs(out, metrics, preds, samples, {"model": str(model_dir), "split": "test", "beams": cfg.eval.test_beams,
                                                   "prompt_style": cfg.eval.prompt_style})
@@ -145,7 +147,7 @@ def run_demo(cfg: Config) -> dict:
                                 load_split(cfg.data, "valid", catalog), seed=cfg.seed, device=str(env.device), progress=False)
         model.save(sasrec_dir)
     sasrec_metrics = evaluate_sasrec(SASRec.load(sasrec_dir, env.device), catalog, load_split(cfg.data, "test", catalog),
-                                     ks=tuple(cfg.eval.ks))
+                                     ks=tuple(cfg.eval.ks), transitions=split_transitions(cfg, catalog))
     timings["sasrec"] = time.perf_counter() - t
     baselines = evaluate_baselines(cfg, "test", cfg.eval.test_beams)
     for m in baselines.values():
@@ -190,6 +192,14 @@ def results_table(results: dict, ks) -> str:
              "|---|" + "---:|" * len(cols)]
     for name in ("MostPop", "Markov", "SASRec", "SFT", "GRPO"):
         lines.append(f"| {name} | " + " | ".join(f"{results[name][c]:.4f}" for c in cols) + " |")
+    k = summary_k(ks)
+    seen, unseen = results["Markov"]["seen"]["rows"], results["Markov"]["unseen"]["rows"]
+    lines += [f"\nBy transition (seen: the row's last item -> target occurs in the training rows; {seen} seen rows, "
+              f"{unseen} unseen): HR@{k} / NDCG@{k}", "| model | seen | unseen |", "|---|---:|---:|"]
+    for name in ("MostPop", "Markov", "SASRec", "SFT", "GRPO"):
+        b = results[name]
+        lines.append(f"| {name} | " + " | ".join(f"{b[part][f'hr@{k}']:.4f} / {b[part][f'ndcg@{k}']:.4f}" if b[part]["rows"] else "-"
+                                                  for part in ("seen", "unseen")) + " |")
     d = results["grpo_minus_sft_ndcg"]
     lines.append(f"\nGRPO - SFT, NDCG@{d['k']}: {d['mean']:+.4f} (paired over the same {d['rows']} rows: standard error "
                  f"{d['stderr']:.4f}, so {d['mean'] / d['stderr']:+.1f} standard errors)" if d["stderr"] > 0 else

@@ -7,6 +7,8 @@ CUDA: `torchrun --nproc_per_node=1` runs the same code path as eight ranks.
 """
 from __future__ import annotations
 
+from grporec.errors import SettingsError
+
 import os
 from dataclasses import dataclass
 
@@ -98,7 +100,7 @@ def decoder_layers(model: torch.nn.Module) -> list[torch.nn.Module]:
     inner = getattr(model, "model", None)
     layers = getattr(inner, "layers", None)
     if layers is None:
-        raise ValueError(f"{type(model).__name__}: cannot find decoder layers (expected model.model.layers)")
+        raise SettingsError(f"{type(model).__name__}: cannot find decoder layers (expected model.model.layers)")
     return list(layers)
 
 
@@ -119,6 +121,24 @@ def all_reduce_sum(x: float, env: DistEnv) -> float:
     t = torch.tensor([float(x)], dtype=torch.float64, device=env.device)
     dist.all_reduce(t)
     return t.item()
+
+
+def all_reduce_sums(values: list[float], env: DistEnv) -> list[float]:
+    """Element-wise sums over ranks of a few scalars, in float64 (one collective)."""
+    if not env.distributed:
+        return [float(v) for v in values]
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=env.device)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def broadcast_object(obj, env: DistEnv):
+    """Rank 0's `obj` on every rank (a decision made once, e.g. which checkpoint to resume)."""
+    if not env.distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0, device=env.device if env.device.type == "cuda" else None)
+    return box[0]
 
 
 def any_rank(flag: bool, env: DistEnv) -> bool:

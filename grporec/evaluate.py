@@ -25,7 +25,7 @@ from grporec.config import Config
 from grporec.data.datasets import EvalSidDataset, Sample, SftSidDataset
 from grporec.data.load import load_data_catalog, load_split
 from grporec.decode import beam_search, build_catalog_trie, left_pad
-from grporec.metrics import first_hit_rank, ranking_metrics
+from grporec.metrics import bucket_metrics, first_hit_rank, ranking_metrics, seen_flags, train_transitions
 
 EVAL_KS = (1, 3, 5, 10, 20, 50)
 _INPUT_START, _INPUT_END = "### User Input: \n", "\n\n### Response:\n"
@@ -41,7 +41,7 @@ def prompt_input(prompt: str) -> str:
 def eval_samples(cfg: Config, rows, max_rows: int = -1) -> list[Sample]:
     """Evaluation prompts for rows, in the configured wording (`eval.prompt_style`)."""
     cls = EvalSidDataset if cfg.eval.prompt_style == "eval" else SftSidDataset
-    samples = cls(rows, cfg.data.max_history).samples
+    samples = cls(rows, cfg.data.max_history, cfg.data.prompt_text == "compact").samples  # compact: one wording for both
     return samples[:max_rows] if max_rows and max_rows > 0 else samples
 
 
@@ -76,10 +76,14 @@ def predict(model, fmt, trie, samples: list[Sample], beams: int, batch_prompts: 
 
 
 def score(predictions: list[list[str | None]], samples: list[Sample], beams: int, catalog=None,
-          ks=EVAL_KS) -> dict:
-    """HR@K / NDCG@K (K <= beams), invalid outputs, and how many targets are collided SIDs."""
+          ks=EVAL_KS, transitions: set | None = None) -> dict:
+    """HR@K / NDCG@K (K <= beams), invalid outputs, and how many targets are collided SIDs; with the
+    training split's `transitions` (`metrics.train_transitions`), the same on the seen and unseen rows."""
     ranks = [first_hit_rank(p, s.target_sid) for p, s in zip(predictions, samples)]
-    metrics = ranking_metrics(ranks, [k for k in ks if k <= beams])
+    ks = [k for k in ks if k <= beams]
+    metrics = ranking_metrics(ranks, ks)
+    if transitions is not None:
+        metrics.update(bucket_metrics(ranks, sample_seen(samples, transitions), ks))
     metrics["ranks"] = ranks
     metrics["rows"] = len(samples)
     metrics["invalid_outputs"] = sum(1 for p in predictions for x in p if x is None or (catalog is not None and not catalog.has_sid(x)))
@@ -88,10 +92,21 @@ def score(predictions: list[list[str | None]], samples: list[Sample], beams: int
     return metrics
 
 
-def evaluate(model, fmt, trie, samples, beams, batch_prompts, env, catalog=None, ks=EVAL_KS, progress=False):
+def sample_seen(samples: list[Sample], transitions: set) -> list[bool]:
+    """Per sample, whether its (last history SID, target) transition occurs in the training rows."""
+    return seen_flags([(s.history_sids[-1] if s.history_sids else None, s.target_sid) for s in samples], transitions)
+
+
+def split_transitions(cfg: Config, catalog) -> set:
+    """The training split's transitions, against which rows are bucketed as seen / unseen."""
+    return train_transitions(load_split(cfg.data, "train", catalog))
+
+
+def evaluate(model, fmt, trie, samples, beams, batch_prompts, env, catalog=None, ks=EVAL_KS, progress=False,
+             transitions=None):
     """(metrics, predictions) on every rank; `fmt` is the prompt format (`grporec.models.format`)."""
     preds = predict(model, fmt, trie, samples, beams, batch_prompts, env, progress)
-    return score(preds, samples, beams, catalog, ks), preds
+    return score(preds, samples, beams, catalog, ks, transitions), preds
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate") -> int:
@@ -153,11 +168,12 @@ def run_evaluation(cfg: Config, args, env, out: Path, max_rows: int, batch: int)
     samples = eval_samples(cfg, load_split(cfg.data, args.split, catalog), max_rows)
     model, tokenizer = load_policy(args.model, cfg.model.dtype, env.device, key="--model")
     check_sid_tokenizer(tokenizer, catalog.sids, source=args.model)
-    fmt = format_for(tokenizer, cfg.data.prompt_format, args.model, key="--model")
+    fmt = format_for(tokenizer, cfg.data.prompt_format, args.model, key="--model", max_prompt_tokens=cfg.data.max_prompt_tokens)
     trie = build_catalog_trie(fmt, catalog.sids, env.device)
     t0 = time.perf_counter()
+    transitions = split_transitions(cfg, catalog) if cfg.data.train_file else None
     metrics, preds = evaluate(model, fmt, trie, samples, args.beams, batch, env, catalog, ks=tuple(args.ks),
-                              progress=cfg.train.progress and sys.stderr.isatty())
+                              progress=cfg.train.progress and sys.stderr.isatty(), transitions=transitions)
     metrics["seconds"] = time.perf_counter() - t0
     metrics["rows_per_s"] = len(samples) / metrics["seconds"]
     if env.is_main:
@@ -176,9 +192,17 @@ def write_outputs(out: Path, metrics: dict, preds, samples, info: dict) -> None:
 
 
 def format_metrics(m: dict) -> str:
-    """One line of HR/NDCG values (per-row ranks are left out)."""
+    """HR/NDCG values on one line (per-row ranks are left out), then one line per seen/unseen bucket."""
     keys = [k for k in m if k.startswith(("hr@", "ndcg@"))]
-    return "  ".join(f"{k}={m[k]:.4f}" for k in keys) + f"  rows={m['rows']}  invalid={m['invalid_outputs']}"
+    line = "  ".join(f"{k}={m[k]:.4f}" for k in keys) + f"  rows={m['rows']}"
+    line += f"  invalid={m['invalid_outputs']}" if "invalid_outputs" in m else ""
+    for name in ("seen", "unseen"):
+        if name in m:
+            b = m[name]
+            line += (f"\n  {name:6s} " + "  ".join(f"{k}={b[k]:.4f}" for k in keys if k in b)
+                     + f"  rows={b['rows']} ({b['rows'] / max(m['rows'], 1):.1%}; {name} = the last item -> target "
+                     f"transition {'occurs' if name == 'seen' else 'does not occur'} in the training rows)")
+    return line
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ logged metrics (and FSDP's gradient reduction). A researcher forks this file for
 """
 from __future__ import annotations
 
+
 import math
 import sys
 import time
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 from grporec import dist
-from grporec.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from grporec.checkpoint import load_checkpoint, save_checkpoint
 from grporec.config import Config, dump_config
 from grporec.data.load import load_data_catalog, load_split
 from grporec.data.stream import SampleStream
@@ -33,13 +34,14 @@ from grporec.decode import build_catalog_trie
 from grporec.evaluate import eval_samples, evaluate
 from grporec.loss import group_advantages, sibling_advantages
 from grporec.models.format import build_format
-from grporec.optim import build_optimizer, guarded_step
+from grporec.optim import build_optimizer, guarded_step, resumed_schedule
+from grporec.resume import check_resumable, decide_start, new_run_id, set_aside_superseded
 from grporec.rewards import RewardInputs, resolve_rewards
-from grporec.rl import (build_rewards, build_rl_dataset, generate, level_codes, load_models, logps_of,
+from grporec.rl import (batch_reward_std, build_rewards, build_rl_dataset, generate, level_codes, load_models, logps_of,
                         make_micro_batches, policy_backward, rollout_metrics, check_one_sid_length, sync_reference)
 from grporec.runlog import RunLog, check_report_to
 from grporec.stop import StopRequest
-from grporec.cli import TrainingError
+from grporec.errors import SettingsError, TrainingError
 
 
 def check_settings(cfg: Config) -> None:
@@ -50,43 +52,16 @@ def check_settings(cfg: Config) -> None:
                 "train.max_bad_steps": (cfg.train.max_bad_steps, 1), "eval.test_beams": (cfg.eval.test_beams, 1)}
     for key, (value, least) in positive.items():
         if value < least:
-            raise ValueError(f"{key} must be at least {least}, got {value}")
+            raise SettingsError(f"{key} must be at least {least}, got {value}")
     if cfg.rl.temperature <= 0:
-        raise ValueError(f"rl.temperature must be > 0, got {cfg.rl.temperature}")
+        raise SettingsError(f"rl.temperature must be > 0, got {cfg.rl.temperature}")
     if not 0 <= cfg.rl.ref_sync_alpha <= 1:
-        raise ValueError(f"rl.ref_sync_alpha must be in [0, 1], got {cfg.rl.ref_sync_alpha}")
+        raise SettingsError(f"rl.ref_sync_alpha must be in [0, 1], got {cfg.rl.ref_sync_alpha}")
     check_report_to(cfg.train.report_to)
     resolve_rewards(cfg.reward.reward_type, cfg.reward.names, cfg.reward.weights)  # names checked, user rewards imported
     if cfg.rl.advantage == "sibling" and cfg.rl.loss_type == "sequence":
-        raise ValueError("rl.advantage=sibling gives per-token advantages; rl.loss_type=sequence has one ratio per "
+        raise SettingsError("rl.advantage=sibling gives per-token advantages; rl.loss_type=sequence has one ratio per "
                          "sequence: use grpo, token or dr_grpo")
-
-
-# What a resumed run must share with its checkpoint: they fix the data order, the group layout and the prompts' ids.
-RESUME_KEYS = ("rl.num_generations", "train.prompts_per_step", "seed", "data.prompt_format")
-
-
-def check_resumable(checkpoint: Path, cfg: Config, total_steps: int, keys=RESUME_KEYS) -> None:
-    """Refuse to resume a checkpoint written with other batch settings, or one already past the end."""
-    from grporec.config import load_config
-
-    saved = load_config(checkpoint / "config.yaml")
-    for key in keys:
-        a, b = _get(saved, key), _get(cfg, key)
-        if a != b:
-            raise ValueError(f"{checkpoint} was written with {key}={a}, this run has {key}={b}: resuming would change "
-                             f"the data order and batches mid-run. Keep {key}={a}, or start afresh with "
-                             f"train.resume=none (or another output_dir)")
-    step = int(checkpoint.name.rsplit("-", 1)[-1])
-    if step > total_steps:
-        raise ValueError(f"{checkpoint} is at step {step}, past this run's last step {total_steps} "
-                         f"(train.max_steps / train.epochs): raise them to continue, or use train.resume=none")
-
-
-def _get(cfg, dotted: str):
-    for part in dotted.split("."):
-        cfg = getattr(cfg, part)
-    return cfg
 
 
 def train(cfg: Config, env: dist.DistEnv) -> dict:
@@ -96,20 +71,20 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     G, world = cfg.rl.num_generations, env.world_size
     check_settings(cfg)
     if cfg.train.prompts_per_step % world:
-        raise ValueError(f"train.prompts_per_step={cfg.train.prompts_per_step} must be divisible by the {world} ranks")
+        raise SettingsError(f"train.prompts_per_step={cfg.train.prompts_per_step} must be divisible by the {world} ranks")
     per_rank = cfg.train.prompts_per_step // world
 
     # Data, models, decoder and rewards; every check here runs before any training.
     catalog = load_data_catalog(cfg.data)
     if G > len(catalog.sids):
-        raise ValueError(f"rl.num_generations={G} is more than the catalog's {len(catalog.sids)} distinct SIDs: a group "
+        raise SettingsError(f"rl.num_generations={G} is more than the catalog's {len(catalog.sids)} distinct SIDs: a group "
                          f"cannot hold {G} different items; lower rl.num_generations")
     dataset = build_rl_dataset(cfg, catalog)
     valid = None
     if cfg.train.eval_steps > 0:
         valid = eval_samples(cfg, load_split(cfg.data, "valid", catalog), cfg.eval.max_rows)
     policy, reference, tokenizer = load_models(cfg, catalog, env)
-    fmt = build_format(tokenizer, cfg.data.prompt_format, cfg.model.path)  # prompts and completions as SFT made them
+    fmt = build_format(tokenizer, cfg.data.prompt_format, cfg.model.path, cfg.data.max_prompt_tokens)  # prompts and completions as SFT made them
     trie = build_catalog_trie(fmt, catalog.sids, env.device)
     label_of = {sid: i for i, sid in enumerate(catalog.sids)}
     rewards = build_rewards(cfg, catalog, env.device)
@@ -118,19 +93,25 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     total_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else cfg.train.epochs * math.ceil(len(dataset) / cfg.train.prompts_per_step)
     optimizer, scheduler = build_optimizer(policy, cfg.train, total_steps * cfg.rl.num_iterations)
     stream = SampleStream(dataset, cfg.seed)
-    state = {"step": 0, "bad_steps": 0, "skipped_steps": 0, "ref_synced": False}
+    state = {"step": 0, "bad_steps": 0, "skipped_steps": 0, "ref_synced": False, "run_id": new_run_id()}
 
-    resume = latest_checkpoint(out) if cfg.train.resume == "auto" else (None if cfg.train.resume == "none" else Path(cfg.train.resume))
+    resume = decide_start(out, cfg.train.resume, env)  # on rank 0, for every rank
+    schedule_note = None
     if resume is not None:
         check_resumable(resume, cfg, total_steps)
-        state = load_checkpoint(resume, policy, optimizer, scheduler, reference)
+        state = {"run_id": new_run_id(), **load_checkpoint(resume, policy, optimizer, scheduler, reference)}
         stream.load_state_dict(state.pop("data"))
         state.pop("generator", None)  # checkpoints before rollout streams were derived per step kept one
+        schedule_note = resumed_schedule(scheduler, cfg.train, total_steps * cfg.rl.num_iterations)
+    superseded = set_aside_superseded(out, resume, env)  # never mix with, or prune, another run's checkpoints
     if env.is_main:  # only now: a run that fails its checks leaves an existing run's config alone
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(dump_config(cfg))
     log = RunLog(out, total_steps, state["step"], env.is_main, cfg.train.progress, cfg.train.log_steps,
                  report_to=tuple(cfg.train.report_to))
+    for note in (schedule_note, superseded and f"[grpo] {out} held other checkpoints: moved them to {superseded}"):
+        if note:
+            log.message(note)
     log.message(f"[grpo] {catalog.describe()}; {len(dataset)} prompts ({dict(dataset.sizes)}); "
                 f"{total_steps} steps of {cfg.train.prompts_per_step} prompts x {G}; {trie.describe()}"
                 + (f"; resumed from {resume}" if resume else "") + ("" if reference is not None else "; beta=0: no reference model"))
@@ -165,11 +146,12 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
                 level_codes=codes,
                 target_codes=target_codes,
             ))
+            std = batch_reward_std(reward, env) if cfg.rl.scale_rewards == "batch" else None  # of the global batch
             if cfg.rl.advantage == "sibling":  # per token [rows, L]: each level against its prefix siblings
                 L = chunks[0].rollout.completion_ids.shape[1]
-                advantages, adv_metrics = sibling_advantages(reward, codes, G, L, cfg.rl.scale_rewards)
+                advantages, adv_metrics = sibling_advantages(reward, codes, G, L, cfg.rl.scale_rewards, batch_std=std)
             else:  # one per completion [rows]
-                advantages, adv_metrics = group_advantages(reward, G, cfg.rl.scale_rewards)
+                advantages, adv_metrics = group_advantages(reward, G, cfg.rl.scale_rewards, batch_std=std)
             times["reward"] = time.perf_counter() - t
             # 4. reference (and, for several updates per rollout, old-policy) log-probs
             t = time.perf_counter()
@@ -178,24 +160,26 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             times["reference"] = time.perf_counter() - t
             # 5. policy update(s)
             times["policy"] = times["optimizer"] = 0.0
-            lr = scheduler.get_last_lr()[0]  # the rate this step uses
             batches = make_micro_batches(chunks, advantages, ref_logps, old_logps, cfg)  # what rl.micro_loss sees
-            for _ in range(cfg.rl.num_iterations):
+            updates = []  # one record per optimizer step (rl.num_iterations of them)
+            for it in range(cfg.rl.num_iterations):
+                lr = optimizer.param_groups[0]["lr"]  # the rate this optimizer step uses
                 t = time.perf_counter()
                 loss, loss_metrics, finite = policy_backward(policy, batches, cfg, env)  # rl.micro_loss on each
                 times["policy"] += time.perf_counter() - t
                 t = time.perf_counter()
                 stepped, grad_norm = guarded_step(policy, optimizer, scheduler, cfg.train.max_grad_norm, finite)
                 times["optimizer"] += time.perf_counter() - t
-            if stepped:
-                state["bad_steps"] = 0
-            else:
-                state["bad_steps"] += 1
-                state["skipped_steps"] += 1
-                log.message(f"[grpo] step {step}: non-finite loss or gradient; optimizer step skipped")
+                updates.append({"loss": loss, "lr": lr, "grad_norm": grad_norm, "stepped": stepped})
+                state["bad_steps"] = 0 if stepped else state["bad_steps"] + 1  # counted per optimizer step
+                state["skipped_steps"] += 0 if stepped else 1
+                if not stepped:
+                    log.message(f"[grpo] step {step}" + (f", update {it + 1}" if cfg.rl.num_iterations > 1 else "")
+                                + ": non-finite loss or gradient; optimizer step skipped")
                 if state["bad_steps"] >= cfg.train.max_bad_steps:
                     raise TrainingError(
-                        f"{state['bad_steps']} consecutive steps had a non-finite loss or gradient (last: step {step}); "
+                        f"{state['bad_steps']} consecutive steps had a non-finite loss or gradient (last: step {step}"
+                        + (", counting each of rl.num_iterations updates" if cfg.rl.num_iterations > 1 else "") + "); "
                         "stopping. Lower train.lr, check the data and rewards, or raise train.max_bad_steps.")
             # 6. reference sync
             if reference is not None and cfg.rl.sync_ref_model and step % cfg.rl.ref_sync_steps == 0:
@@ -208,8 +192,10 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
                 **{k: float(v) for k, v in adv_metrics.items()}, **loss_metrics, **rollout_metrics(chunks),
                 **{f"time/{k}": v for k, v in times.items()},
             }, env)
-            metrics.update(grad_norm=grad_norm, lr=lr, skipped_steps=state["skipped_steps"],
+            metrics.update(grad_norm=grad_norm, lr=lr, skipped_steps=state["skipped_steps"],  # the last update's
                            completions_per_s=world * len(batch) * G / elapsed, epoch=stream.epoch)
+            if cfg.rl.num_iterations > 1:  # every optimizer step's own values
+                metrics.update({f"update{i + 1}/{k}": float(v) for i, u in enumerate(updates) for k, v in u.items()})
             history.append(metrics)
             log.step(step, metrics)
             # 7. evaluation

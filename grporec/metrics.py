@@ -50,3 +50,31 @@ def paired_difference(ranks_a: Sequence[int], ranks_b: Sequence[int], k: int) ->
     mean = sum(d) / len(d)
     var = sum((x - mean) ** 2 for x in d) / (len(d) - 1)
     return mean, math.sqrt(var / len(d))
+
+
+# ------------------------------------------------------------------ seen / unseen transitions
+
+
+def train_transitions(train_rows) -> set[tuple[str, str]]:
+    """Every (last history SID -> target SID) pair of the training rows (rows with a history)."""
+    return {(r.history_sids[-1], r.item_sid) for r in train_rows if r.history_sids}
+
+
+def seen_flags(pairs: Sequence[tuple[str | None, str]], transitions: set[tuple[str, str]]) -> list[bool]:
+    """Per row, whether its (last history SID, target SID) occurs in `transitions`.
+
+    A "seen" row's answer is one a first-order Markov chain counted in training; an "unseen" row
+    needs generalisation. The two are reported apart because they measure different abilities.
+    """
+    return [(last, target) in transitions for last, target in pairs]
+
+
+def bucket_metrics(ranks: Sequence[int], seen: Sequence[bool], ks: Sequence[int] = DEFAULT_KS) -> dict[str, dict]:
+    """{"seen": metrics, "unseen": metrics}, each with its row count (metrics empty for an empty bucket)."""
+    if len(ranks) != len(seen):
+        raise ValueError(f"bucket_metrics: {len(ranks)} ranks but {len(seen)} seen flags")
+    out = {}
+    for name, want in (("seen", True), ("unseen", False)):
+        part = [r for r, s in zip(ranks, seen) if s == want]
+        out[name] = {**(ranking_metrics(part, ks) if part else {}), "rows": len(part)}
+    return out

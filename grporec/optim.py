@@ -13,13 +13,46 @@ import torch
 from grporec.config import TrainConfig
 
 
+class WarmupCosine:
+    """The LR multiplier as a callable object, so that LambdaLR's state_dict saves its horizon and a
+    resumed run keeps the schedule it started with (a plain lambda would be rebuilt from the new
+    run's settings and make the rate jump)."""
+
+    def __init__(self, warmup_ratio: float, total: int):
+        self.total = total
+        self.warmup = math.ceil(warmup_ratio * total)
+
+    def __call__(self, step: int) -> float:
+        return cosine_with_warmup(step, self.warmup, self.total)
+
+
 def build_optimizer(model: torch.nn.Module, cfg: TrainConfig, total_steps: int):
-    """(AdamW, LambdaLR): linear warmup over warmup_ratio of the steps, then cosine to 0."""
+    """(AdamW, LambdaLR): linear warmup over warmup_ratio of the steps, then cosine to 0, over
+    `train.schedule_steps` optimizer steps when set, else `total_steps`."""
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=tuple(cfg.adam_betas), weight_decay=cfg.weight_decay)
-    warmup = math.ceil(cfg.warmup_ratio * total_steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: cosine_with_warmup(s, warmup, total_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, WarmupCosine(cfg.warmup_ratio, cfg.schedule_steps or total_steps))
     return opt, sched
+
+
+def resumed_schedule(scheduler, cfg: TrainConfig, optimizer_steps: int, key: str = "train") -> str | None:
+    """After a checkpoint's scheduler state is loaded: keep its horizon, unless `train.schedule_steps`
+    asks for another (then the rate follows the new curve from this step on). Returns a note for
+    the log when something needs saying (a new horizon, or steps that would run past the horizon)."""
+    schedule = scheduler.lr_lambdas[0]
+    if not isinstance(schedule, WarmupCosine):  # a checkpoint from before horizons were saved: today's settings
+        return None
+    if cfg.schedule_steps and cfg.schedule_steps != schedule.total:
+        old = schedule.total
+        scheduler.lr_lambdas[0] = schedule = WarmupCosine(cfg.warmup_ratio, cfg.schedule_steps)
+        for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+            group["lr"] = base * schedule(scheduler.last_epoch)
+        return (f"learning-rate schedule: {key}.schedule_steps={cfg.schedule_steps} replaces the checkpoint's horizon of {old} "
+                f"optimizer steps (lr now {scheduler.optimizer.param_groups[0]['lr']:.3g})")
+    if optimizer_steps > schedule.total:
+        return (f"learning-rate schedule: kept the checkpoint's horizon of {schedule.total} optimizer steps, so the steps "
+                f"after it run at lr 0; set {key}.schedule_steps={optimizer_steps} to stretch the cosine over the longer run")
+    return None
 
 
 def cosine_with_warmup(step: int, warmup: int, total: int) -> float:

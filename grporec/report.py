@@ -10,6 +10,8 @@ extra (`pip install -e ".[plot]"`), imported only here.
 """
 from __future__ import annotations
 
+from grporec.errors import SettingsError
+
 import json
 import math
 import sys
@@ -60,7 +62,7 @@ def load_run(path: str | Path) -> Run:
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as e:
-            raise ValueError(f"{log_dir / 'metrics.jsonl'}, line {n}: not valid JSON ({e.msg})") from None
+            raise SettingsError(f"{log_dir / 'metrics.jsonl'}, line {n}: not valid JSON ({e.msg})") from None
         (run.evals if any(k.startswith("eval/") for k in rec) else run.steps).append(rec)
     for cfg_path in (log_dir / "config.yaml", path / "config.yaml"):
         if cfg_path.is_file():
@@ -239,7 +241,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.report") 
         try:
             report = write_report(args.runs, args.out)
         except ImportError as e:
-            raise ValueError(str(e)) from None
+            raise SettingsError(str(e)) from None
         print(f"[report] wrote {report} and its figures")
 
     return cli.run(body, argv)

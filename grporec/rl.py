@@ -6,6 +6,8 @@ model's exponential sync, and the rollout diversity metrics.
 """
 from __future__ import annotations
 
+from grporec.errors import SettingsError
+
 import contextlib
 from dataclasses import dataclass
 
@@ -19,6 +21,7 @@ from grporec.data.load import load_item_features, load_split
 from grporec.decode import Rollout, beam_search, dynamic_sample, inject_targets, left_pad, sample
 from grporec.logprobs import completion_logps
 from grporec.loss import grpo_loss
+from grporec.loss.advantage import pooled_std
 from grporec.models.policy import load_policy
 from grporec.models.format import PromptFormat, check_recorded_format
 from grporec.models.tokenizer import check_sid_tokenizer
@@ -36,12 +39,13 @@ def build_rl_dataset(cfg: Config, catalog: Catalog) -> D.MixedDataset:
     parts = []
     unknown = [d for d in cfg.rl.datasets if d not in RL_DATASETS]
     if unknown or not cfg.rl.datasets:
-        raise ValueError(f"rl.datasets: unknown {unknown[0]!r}; choose from {list(RL_DATASETS)}" if unknown else "rl.datasets is empty")
+        raise SettingsError(f"rl.datasets: unknown {unknown[0]!r}; choose from {list(RL_DATASETS)}" if unknown else "rl.datasets is empty")
     rows = load_split(cfg.data, "train", catalog) if {"sid_history", "title_history"} & set(cfg.rl.datasets) else None
+    compact = cfg.data.prompt_text == "compact"
     if "sid_history" in cfg.rl.datasets:
-        parts.append((D.SidDataset(rows, cfg.data.max_history), None))
+        parts.append((D.SidDataset(rows, cfg.data.max_history, compact), None))
     if "title2sid" in cfg.rl.datasets:
-        parts.append((D.Title2SidDataset(catalog, load_item_features(cfg.data), str(cfg.data.item_file)), None))
+        parts.append((D.Title2SidDataset(catalog, load_item_features(cfg.data), str(cfg.data.item_file), compact), None))
     if "title_history" in cfg.rl.datasets:
         parts.append((D.SeqTitle2SidDataset(rows, cfg.data.seq_title_samples, cfg.seed, cfg.data.max_history), None))
     return D.MixedDataset(parts, seed=cfg.seed)
@@ -110,7 +114,7 @@ def check_one_sid_length(codes: torch.Tensor) -> None:
     """
     lengths = (codes >= 0).sum(1).unique().tolist()
     if len(lengths) != 1:
-        raise ValueError(f"rl.advantage=sibling needs SIDs of one length; the catalog has lengths {sorted(lengths)}")
+        raise SettingsError(f"rl.advantage=sibling needs SIDs of one length; the catalog has lengths {sorted(lengths)}")
 
 
 def level_codes(chunks: list["Chunk"]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -153,7 +157,7 @@ def generate(policy, fmt: PromptFormat, trie, samples: list[D.Sample], cfg: Conf
             elif cfg.rl.rollout == "dynamic":
                 r = dynamic_sample(policy, ids, mask, trie, G, targets, cfg.rl.temperature, generator)
             else:
-                raise ValueError(f"rl.rollout must be beam, beam_sample, sample or dynamic, got {cfg.rl.rollout!r}")
+                raise SettingsError(f"rl.rollout must be beam, beam_sample, sample or dynamic, got {cfg.rl.rollout!r}")
         if cfg.rl.add_gt:
             r = inject_targets(r, targets, trie)
         target_ids, target_mask = trie.path(targets.clamp(min=0))
@@ -300,6 +304,13 @@ def policy_backward(policy, batches: list[MicroBatch], cfg: Config, env: dist.Di
         for key, value in m.items():
             sums[key] = sums.get(key, 0.0) + float(value) * mb.rows / n_rows
     return total, sums, not dist.any_rank(not finite, env)
+
+
+def batch_reward_std(reward: torch.Tensor, env: dist.DistEnv) -> float:
+    """The std of the whole global batch's rewards (rl.scale_rewards=batch), from the count, sum and
+    sum of squares of every rank's part: N ranks divide by the same number as one process."""
+    r = reward.double()
+    return pooled_std(*dist.all_reduce_sums([r.numel(), float(r.sum()), float((r * r).sum())], env))
 
 
 @torch.no_grad()

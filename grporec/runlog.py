@@ -10,6 +10,8 @@ With `report_to` holding "tensorboard", every number also goes to a TensorBoard 
 """
 from __future__ import annotations
 
+from grporec.errors import SettingsError
+
 import json
 import math
 import os
@@ -26,12 +28,12 @@ def check_report_to(report_to, key: str = "train.report_to") -> None:
     """Known destinations only, and TensorBoard importable when asked for (checked before a run starts)."""
     unknown = [r for r in report_to if r not in REPORT_TO]
     if unknown:
-        raise ValueError(f"{key}: unknown {unknown[0]!r}; choose from {list(REPORT_TO)}")
+        raise SettingsError(f"{key}: unknown {unknown[0]!r}; choose from {list(REPORT_TO)}")
     if "tensorboard" in report_to:
         try:
             import torch.utils.tensorboard  # noqa: F401
         except ImportError:
-            raise ValueError(f'{key} has "tensorboard", which needs the tensorboard package: pip install tensorboard '
+            raise SettingsError(f'{key} has "tensorboard", which needs the tensorboard package: pip install tensorboard '
                              '(or pip install -e ".[tensorboard]")') from None
 
 
@@ -40,7 +42,7 @@ def tensorboard_writer(log_dir: Path):
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise ValueError('train.report_to has "tensorboard", which needs the tensorboard package: '
+        raise SettingsError('train.report_to has "tensorboard", which needs the tensorboard package: '
                          'pip install tensorboard (or pip install -e ".[tensorboard]")') from None
     return SummaryWriter(log_dir=str(log_dir))
 

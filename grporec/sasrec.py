@@ -21,7 +21,8 @@ from grporec.config import Config, SasrecConfig
 from grporec.data.catalog import Catalog
 from grporec.data.formats import DataError, Interaction
 from grporec.data.load import load_data_catalog, load_split
-from grporec.metrics import DEFAULT_KS, ranking_metrics
+from grporec.evaluate import format_metrics
+from grporec.metrics import DEFAULT_KS, bucket_metrics, ranking_metrics, seen_flags, train_transitions
 from grporec.models.sasrec import SASRec, SasrecShape, encode_histories, sid_scores
 
 
@@ -38,8 +39,10 @@ def examples(rows: list[Interaction], catalog: Catalog, source: str = "<rows>") 
 
 
 @torch.no_grad()
-def evaluate_sasrec(model: SASRec, catalog: Catalog, rows: list[Interaction], ks=DEFAULT_KS, batch_size: int = 512) -> dict[str, float]:
-    """HR@K / NDCG@K at the SID level over the whole catalog."""
+def evaluate_sasrec(model: SASRec, catalog: Catalog, rows: list[Interaction], ks=DEFAULT_KS, batch_size: int = 512,
+                    transitions: set | None = None) -> dict:
+    """HR@K / NDCG@K at the SID level over the whole catalog; with the training split's
+    `transitions`, the same on the seen and unseen rows (`metrics.bucket_metrics`)."""
     model.eval()
     device = next(model.parameters()).device
     hist, _ = examples(rows, catalog)
@@ -52,7 +55,10 @@ def evaluate_sasrec(model: SASRec, catalog: Catalog, rows: list[Interaction], ks
         s = sid_scores(model(x).float(), item_sid, len(sid_index))  # [b, S]
         t = s.gather(1, target_sid[i:i + batch_size, None])
         ranks += (s > t).sum(1).tolist()  # 0-based rank of the target SID
-    return ranking_metrics(ranks, ks)
+    out = ranking_metrics(ranks, ks)
+    if transitions is not None:
+        out.update(bucket_metrics(ranks, seen_flags([(r.history_sids[-1], r.item_sid) for r in rows], transitions), ks))
+    return out
 
 
 def train_sasrec(cfg: SasrecConfig, catalog: Catalog, train: list[Interaction], valid: list[Interaction] | None,
@@ -129,9 +135,10 @@ def run_sasrec(command: str, cfg: Config) -> None:
         (out / "train_log.json").write_text(json.dumps(info, indent=2))
         print(f"[sasrec] best epoch {info['best_epoch']}; saved to {out}")
     model = SASRec.load(out, device)
-    metrics = evaluate_sasrec(model, catalog, load_split(cfg.data, "test", catalog))
+    transitions = train_transitions(load_split(cfg.data, "train", catalog)) if cfg.data.train_file else None
+    metrics = evaluate_sasrec(model, catalog, load_split(cfg.data, "test", catalog), ks=tuple(cfg.eval.ks), transitions=transitions)
     (out / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
-    print("[sasrec] test " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    print("[sasrec] test " + format_metrics({**metrics, "rows": len(load_split(cfg.data, "test", catalog))}))
 
 
 if __name__ == "__main__":

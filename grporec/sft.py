@@ -11,6 +11,7 @@ load); `sft.patience` evaluations without improvement stop the run early.
 """
 from __future__ import annotations
 
+
 import math
 import sys
 import time
@@ -19,8 +20,8 @@ from pathlib import Path
 import torch
 
 from grporec import dist
-from grporec.cli import TrainingError
-from grporec.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint, save_model_atomically
+from grporec.errors import SettingsError, TrainingError
+from grporec.checkpoint import load_checkpoint, save_checkpoint, save_model_atomically
 from grporec.config import Config, dump_config
 from grporec.data import datasets as D
 from grporec.data.catalog import Catalog
@@ -31,23 +32,25 @@ from grporec.models.policy import extend_policy, load_policy
 from grporec.models.tiny import build_tiny_for_data
 from grporec.models.format import PromptFormat, format_for
 from grporec.models.tokenizer import check_sid_tokenizer
-from grporec.optim import build_optimizer, guarded_step
-from grporec.loop import check_resumable
+from grporec.optim import build_optimizer, guarded_step, resumed_schedule
+from grporec.resume import check_resumable, decide_start, new_run_id, set_aside_superseded
 from grporec.runlog import RunLog, check_report_to
 from grporec.stop import StopRequest
 
-SFT_DATASETS = ("sid_history", "title2sid", "sid2title", "title_history")
+SFT_DATASETS = ("sid_history", "sid_suffix", "title2sid", "sid2title", "title_history")
 IGNORE = -100  # label of tokens that carry no loss (prompt and padding)
 
 
 def build_sft_dataset(cfg: Config, catalog: Catalog) -> D.MixedDataset:
     unknown = [d for d in cfg.sft.datasets if d not in SFT_DATASETS]
     if unknown or not cfg.sft.datasets:
-        raise ValueError(f"sft.datasets: unknown {unknown[0]!r}; choose from {list(SFT_DATASETS)}" if unknown else "sft.datasets is empty")
+        raise SettingsError(f"sft.datasets: unknown {unknown[0]!r}; choose from {list(SFT_DATASETS)}" if unknown else "sft.datasets is empty")
     rows = load_split(cfg.data, "train", catalog)
+    compact = cfg.data.prompt_text == "compact"
     make = {
-        "sid_history": lambda: D.SftSidDataset(rows, cfg.data.max_history),
-        "title2sid": lambda: D.SftTitle2SidDataset(catalog),
+        "sid_history": lambda: D.SftSidDataset(rows, cfg.data.max_history, compact),
+        "sid_suffix": lambda: D.SftSuffixDataset(rows, cfg.data.max_history, compact),
+        "title2sid": lambda: D.SftTitle2SidDataset(catalog, compact),
         "sid2title": lambda: D.SftSid2TitleDataset(catalog),
         "title_history": lambda: D.SftTitleHistoryDataset(rows, cfg.data.max_history),
     }
@@ -66,7 +69,7 @@ def init_model(cfg: Config, catalog: Catalog, env: dist.DistEnv):
     return dist.shard(model.to(env.device), env, cfg.sft.train.mixed_precision), tokenizer
 
 
-def encode(fmt: PromptFormat, samples: list[D.Sample], max_prompt_tokens: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def encode(fmt: PromptFormat, samples: list[D.Sample], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(ids, mask, labels) [n, T], left-padded: labels are the completion's ids, IGNORE elsewhere.
 
     Prompts and completions are the format's ids, exactly as rollouts and evaluation build them;
@@ -74,7 +77,7 @@ def encode(fmt: PromptFormat, samples: list[D.Sample], max_prompt_tokens: int, d
     """
     seqs, labels = [], []
     for s in samples:
-        p = fmt.prompt_ids(s.prompt, max_prompt_tokens)
+        p = fmt.prompt_ids(s.prompt)  # cut to data.max_prompt_tokens, as in every stage
         c = fmt.completion_ids(s.completion)
         seqs.append(p + c)
         labels.append([IGNORE] * len(p) + c)
@@ -107,11 +110,40 @@ def valid_loss(model, fmt: PromptFormat, samples, cfg: Config, env: dist.DistEnv
     step = cfg.sft.train.micro_batch_prompts
     for i in range(0, per_rank, step):  # the same number of forwards on every rank (FSDP)
         part = mine[i:i + step] or samples[:1]
-        loss, n = completion_loss_sum(model, *encode(fmt, part, cfg.sft.max_prompt_tokens, env.device))
+        loss, n = completion_loss_sum(model, *encode(fmt, part, env.device))
         if mine[i:i + step]:
             total, count = total + loss.item(), count + n
     model.train()
     return dist.all_reduce_sum(total, env) / max(dist.all_reduce_sum(count, env), 1)
+
+
+class Selector:
+    """Which SFT model is best: the lowest valid loss, or the highest valid NDCG@10 of constrained
+    beam search (`sft.select_on`), on the same valid rows (`sft.valid_max_rows`)."""
+
+    def __init__(self, cfg: Config, fmt: PromptFormat, catalog: Catalog, valid_rows, env: dist.DistEnv):
+        self.on, self.env, self.fmt, self.beams = cfg.sft.select_on, env, fmt, cfg.sft.select_beams
+        self.key = "valid_loss" if self.on == "loss" else "valid_ndcg@10"
+        self.worst = float("inf") if self.on == "loss" else float("-inf")
+        if self.on == "ndcg":
+            from grporec.decode import build_catalog_trie
+            from grporec.evaluate import eval_samples
+
+            self.samples = eval_samples(cfg, valid_rows, cfg.sft.valid_max_rows)
+            self.trie = build_catalog_trie(fmt, catalog.sids, env.device)
+            self.batch = cfg.eval.batch_prompts
+
+    def better(self, value: float, best: float) -> bool:
+        return value < best if self.on == "loss" else value > best
+
+    def measure(self, model) -> dict:
+        if self.on == "loss":
+            return {}
+        from grporec.evaluate import predict, score
+
+        preds = predict(model, self.fmt, self.trie, self.samples, self.beams, self.batch, self.env)
+        m = score(preds, self.samples, self.beams, ks=(10,))
+        return {"valid_ndcg@10": m["ndcg@10"], "valid_hr@10": m["hr@10"]}
 
 
 def check_sft_settings(cfg: Config) -> None:
@@ -120,17 +152,21 @@ def check_sft_settings(cfg: Config) -> None:
     least = {"sft.train.prompts_per_step": (tc.prompts_per_step, 1), "sft.train.micro_batch_prompts": (tc.micro_batch_prompts, 1),
              "sft.train.max_bad_steps": (tc.max_bad_steps, 1), "sft.train.eval_steps": (tc.eval_steps, 0),
              "sft.train.save_steps": (tc.save_steps, 0), "sft.train.save_total_limit": (tc.save_total_limit, 1),
-             "sft.train.epochs": (tc.epochs, 1), "sft.patience": (cfg.sft.patience, 0), "sft.max_prompt_tokens": (cfg.sft.max_prompt_tokens, 1)}
+             "sft.train.epochs": (tc.epochs, 1), "sft.patience": (cfg.sft.patience, 0),
+             "sft.select_beams": (cfg.sft.select_beams, 10 if cfg.sft.select_on == "ndcg" else 1)}
     for key, (value, low) in least.items():
         if value < low:
-            raise ValueError(f"{key} must be at least {low}, got {value}")
+            raise SettingsError(f"{key} must be at least {low}, got {value}")
     if tc.lr <= 0:
-        raise ValueError(f"sft.train.lr must be > 0, got {tc.lr}")
+        raise SettingsError(f"sft.train.lr must be > 0, got {tc.lr}")
     if cfg.model.pad_vocab_to_multiple_of < 1:
-        raise ValueError(f"model.pad_vocab_to_multiple_of must be at least 1 (1: no padding), got {cfg.model.pad_vocab_to_multiple_of}")
+        raise SettingsError(f"model.pad_vocab_to_multiple_of must be at least 1 (1: no padding), got {cfg.model.pad_vocab_to_multiple_of}")
     check_report_to(tc.report_to, "sft.train.report_to")
+    if cfg.sft.max_prompt_tokens is not None:
+        raise SettingsError(f"sft.max_prompt_tokens={cfg.sft.max_prompt_tokens}: prompts are now cut by one rule in every stage; "
+                            f"set data.max_prompt_tokens={cfg.sft.max_prompt_tokens} instead")
     if cfg.sft.valid_max_rows == 0:
-        raise ValueError("sft.valid_max_rows must be a positive number of rows or -1 (all), got 0")
+        raise SettingsError("sft.valid_max_rows must be a positive number of rows or -1 (all), got 0")
 
 
 def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
@@ -139,28 +175,39 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
     out = Path(cfg.output_dir)
     check_sft_settings(cfg)
     if tc.prompts_per_step % env.world_size:
-        raise ValueError(f"sft.train.prompts_per_step={tc.prompts_per_step} must be divisible by the {env.world_size} ranks")
+        raise SettingsError(f"sft.train.prompts_per_step={tc.prompts_per_step} must be divisible by the {env.world_size} ranks")
     per_rank = tc.prompts_per_step // env.world_size
     catalog = load_data_catalog(cfg.data)
     dataset = build_sft_dataset(cfg, catalog)
-    valid = D.SftSidDataset(load_split(cfg.data, "valid", catalog), cfg.data.max_history).samples
+    valid_rows = load_split(cfg.data, "valid", catalog)
+    valid = D.SftSidDataset(valid_rows, cfg.data.max_history, cfg.data.prompt_text == "compact").samples
     valid = valid[: cfg.sft.valid_max_rows] if cfg.sft.valid_max_rows > 0 else valid
     model, tokenizer = init_model(cfg, catalog, env)
-    fmt = format_for(tokenizer, cfg.data.prompt_format, cfg.sft.init if cfg.sft.init != "tiny" else None, key="sft.init")
+    fmt = format_for(tokenizer, cfg.data.prompt_format, cfg.sft.init if cfg.sft.init != "tiny" else None, key="sft.init",
+                     max_prompt_tokens=cfg.data.max_prompt_tokens)
+    selector = Selector(cfg, fmt, catalog, valid_rows, env)
     total_steps = tc.max_steps if tc.max_steps > 0 else tc.epochs * math.ceil(len(dataset) / tc.prompts_per_step)
     optimizer, scheduler = build_optimizer(model, tc, total_steps)
     stream = SampleStream(dataset, cfg.seed)
-    state = {"step": 0, "best_valid": float("inf"), "evals_since_best": 0, "bad_steps": 0, "skipped_steps": 0}
-    resume = latest_checkpoint(out) if tc.resume == "auto" else (None if tc.resume == "none" else Path(tc.resume))
+    state = {"step": 0, "best_valid": selector.worst, "evals_since_best": 0, "bad_steps": 0, "skipped_steps": 0,
+             "run_id": new_run_id()}
+    resume = decide_start(out, tc.resume, env)  # on rank 0, for every rank
+    schedule_note = None
     if resume is not None:
-        check_resumable(resume, cfg, total_steps, keys=("sft.train.prompts_per_step", "sft.datasets", "seed", "data.prompt_format"))
-        state = load_checkpoint(resume, model, optimizer, scheduler)
+        check_resumable(resume, cfg, total_steps, keys=("sft.train.prompts_per_step", "sft.datasets", "seed", "data.prompt_format",
+                                                        "data.prompt_text", "sft.select_on"))
+        state = {"run_id": new_run_id(), **load_checkpoint(resume, model, optimizer, scheduler)}
         stream.load_state_dict(state.pop("data"))
+        schedule_note = resumed_schedule(scheduler, tc, total_steps, key="sft.train")
+    superseded = set_aside_superseded(out, resume, env, extra=("best",))  # another run's checkpoints and best model
     if env.is_main:  # only now: a run that fails its checks leaves an existing run's config alone
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(dump_config(cfg))
     log = RunLog(out, total_steps, state["step"], env.is_main, tc.progress, tc.log_steps, desc="sft",
                  report_to=tuple(tc.report_to))
+    for note in (schedule_note, superseded and f"[sft] {out} held another run's checkpoints: moved them to {superseded}"):
+        if note:
+            log.message(note)
     log.message(f"[sft] {len(dataset)} samples ({dict(dataset.sizes)}), {len(valid)} valid; {total_steps} steps of "
                 f"{tc.prompts_per_step}; {fmt.describe()}" + (f"; resumed from {resume}" if resume else ""))
     history, evals, first_step, stop_request = [], [], state["step"] + 1, StopRequest()
@@ -174,7 +221,7 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
         for step in range(state["step"] + 1, total_steps + 1):
             t0 = time.perf_counter()
             batch = stream.take(tc.prompts_per_step)[env.rank * per_rank:(env.rank + 1) * per_rank]
-            encoded = [encode(fmt, batch[i:i + tc.micro_batch_prompts], cfg.sft.max_prompt_tokens, env.device)
+            encoded = [encode(fmt, batch[i:i + tc.micro_batch_prompts], env.device)
                        for i in range(0, len(batch), tc.micro_batch_prompts)]
             mean_tokens = dist.all_reduce_sum(sum(int((lab != IGNORE).sum()) for _, _, lab in encoded), env) / env.world_size
             loss_sum, finite = 0.0, True
@@ -183,7 +230,7 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
                 (loss / mean_tokens).backward()  # token-weighted: the sum equals the batch mean's gradient
                 loss_sum += loss.item()
                 finite &= math.isfinite(loss.item())
-            lr = scheduler.get_last_lr()[0]
+            lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             stepped, grad_norm = guarded_step(model, optimizer, scheduler, tc.max_grad_norm, not dist.any_rank(not finite, env))
             state["bad_steps"] = 0 if stepped else state["bad_steps"] + 1
             state["skipped_steps"] += 0 if stepped else 1
@@ -198,18 +245,19 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
             log.step(step, metrics, keys=("loss",))
             stop = False
             if step % eval_every == 0 or step == total_steps:
-                v = valid_loss(model, fmt, valid, cfg, env)
-                improved = v < state["best_valid"]
+                measured = {"valid_loss": valid_loss(model, fmt, valid, cfg, env), **selector.measure(model)}
+                v = measured[selector.key]
+                improved = selector.better(v, state["best_valid"])
                 if improved:
                     state["best_valid"], state["evals_since_best"] = v, 0
                     save_model_atomically(model, tokenizer, out / "best", env, cfg.data.prompt_format)
                 else:
                     state["evals_since_best"] += 1
-                evals.append({"step": step, "valid_loss": v, "best": improved})
-                log.event(step, {"valid_loss": v, "best_valid_loss": state["best_valid"]})
+                evals.append({"step": step, **measured, "best": improved})
+                log.event(step, {**measured, f"best_{selector.key}": state["best_valid"]})
                 stop = cfg.sft.patience > 0 and state["evals_since_best"] >= cfg.sft.patience
                 if stop:
-                    log.message(f"[sft] early stop at step {step}: no better valid loss in {cfg.sft.patience} evaluations")
+                    log.message(f"[sft] early stop at step {step}: no better {selector.key} in {cfg.sft.patience} evaluations")
             session_done = tc.stop_after > 0 and step - first_step + 1 >= tc.stop_after
             signalled = dist.any_rank(stop_request.requested, env)
             if stop or session_done or signalled or step == total_steps or (tc.save_steps > 0 and step % tc.save_steps == 0):
@@ -221,9 +269,9 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
     finally:
         stop_request.restore()
         log.close()
-    log.message(f"[sft] best valid loss {state['best_valid']:.4f}; model in {out / 'best'}")
+    log.message(f"[sft] best {selector.key} {state['best_valid']:.4f}; model in {out / 'best'}")
     return {"steps": state["step"], "history": history, "evals": evals, "best": out / "best",
-            "best_valid_loss": state["best_valid"]}
+            f"best_{selector.key}": state["best_valid"]}
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.sft") -> int:

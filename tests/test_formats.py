@@ -65,13 +65,17 @@ def test_chat_format_renders_the_template_around_the_prompt():
         build_format(base_tokenizer(), "chat", source="some/model")
 
 
-def test_sft_rollouts_and_evaluation_feed_the_model_the_same_ids(tiny_cfg, tiny_catalog, tmp_path, monkeypatch):
+@pytest.mark.parametrize("max_prompt_tokens", [None, 7], ids=["whole", "cut"])
+def test_sft_rollouts_and_evaluation_feed_the_model_the_same_ids(tiny_cfg, tiny_catalog, tmp_path, monkeypatch,
+                                                                 max_prompt_tokens):
     """With a BOS-adding tokenizer: the prompt ids SFT trains on are the ones rollouts and the
-    evaluator decode from, and the trie's completions are SFT's completion ids."""
+    evaluator decode from, and the trie's completions are SFT's completion ids; with
+    data.max_prompt_tokens below the prompt's length, every stage cuts it the same way (BOS + its
+    last 6 tokens)."""
     tok = bos_tokenizer()
     model = base_model(len(tok))
     extend_policy(model, tok, tiny_catalog.sid_tokens)
-    fmt = build_format(tok)
+    fmt = build_format(tok, max_prompt_tokens=max_prompt_tokens)
     sid = tiny_catalog.sids[0]
     sample = Sample(PROMPT, sid + "\n", sid, (), "t")
     seen = {}
@@ -84,13 +88,15 @@ def test_sft_rollouts_and_evaluation_feed_the_model_the_same_ids(tiny_cfg, tiny_
 
     for module in (sft, rl, evaluate):
         monkeypatch.setattr(module, "left_pad", recorder(module.__name__, module.left_pad))
-    sft.encode(fmt, [sample], 1024, "cpu")
+    sft.encode(fmt, [sample], "cpu")
     trie = build_catalog_trie(fmt, tiny_catalog.sids)
     cfg = tiny_loop_cfg(tiny_cfg, tmp_path, tmp_path / "run", "train.rollout_batch_prompts=1")
     [chunk] = rl.generate(model.eval(), fmt, trie, [sample], cfg, {sid: 0}, 1, 0, ENV)
     evaluate.predict(model, fmt, trie, [sample], 4, 1, ENV)
     prompt = fmt.prompt_ids(PROMPT)
     assert prompt[0] == tok.bos_token_id and prompt.count(tok.bos_token_id) == 1
+    whole = tok.encode(PROMPT, add_special_tokens=False)
+    assert prompt[1:] == (whole if max_prompt_tokens is None else whole[-6:])  # 7 = BOS + the last 6
     assert seen["grporec.sft"] == [prompt + fmt.completion_ids(sid)]
     assert seen["grporec.rl"] == seen["grporec.evaluate"] == [prompt]
     ids, mask = trie.path(torch.tensor([0]))

@@ -18,7 +18,7 @@ def test_prompt_tokens_carry_no_loss(tiny_model_dir):
     samples = [Sample("### User Input: \nWhich item has the title: a?\n\n### Response:\n", "<a_1>\n", "<a_1>", (), "t"),
                Sample("### User Input: \nx\n\n### Response:\n", "some title words\n", "<a_1>", (), "t")]
     fmt = build_format(tok)
-    ids, mask, labels = sft.encode(fmt, samples, 1024, "cpu")
+    ids, mask, labels = sft.encode(fmt, samples, "cpu")
     for i, smp in enumerate(samples):
         comp = fmt.completion_ids(smp.completion)
         assert labels[i, -len(comp):].tolist() == comp  # completion (then EOS) is labelled

@@ -57,6 +57,11 @@ def _last(history: tuple[str, ...], max_history: int) -> tuple[str, ...]:
 # ---------------------------------------------------------------------------------------- RL
 
 
+def _next_item(compact: bool, minionerec):
+    """The next-item prompt builder: the compact one (every stage alike) or the stage's MiniOneRec wording."""
+    return (lambda h: P.compact_prompt(P.compact_history_input(h))) if compact else minionerec
+
+
 def _history_samples(rows: list[Interaction], max_history: int, prompt_of, task: str) -> list[Sample]:
     """One sample per row: the prompt built from its (truncated) SID history, the next SID as target."""
     out = []
@@ -71,11 +76,13 @@ class SidDataset(PromptDataset):
 
     task = "sid_history"
 
-    def __init__(self, rows: list[Interaction], max_history: int = 10):
-        super().__init__(_history_samples(rows, max_history, lambda h: P.rl_prompt(P.sid_history_input(h)), self.task))
+    def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False):
+        super().__init__(_history_samples(rows, max_history, _next_item(compact, lambda h: P.rl_prompt(P.sid_history_input(h))),
+                                          self.task))
 
 
-def _item_questions(catalog: Catalog, item_feats: dict[str, dict], source: str) -> list[tuple[str, str, str]]:
+def _item_questions(catalog: Catalog, item_feats: dict[str, dict], source: str,
+                    compact: bool = False) -> list[tuple[str, str, str]]:
     """(kind, question input, SID) for every item: its title, and its description when it has one."""
     out = []
     for item_id, feat in item_feats.items():
@@ -84,9 +91,9 @@ def _item_questions(catalog: Catalog, item_feats: dict[str, dict], source: str) 
         sid = catalog.sid(item_id)
         title = str(feat.get("title", "")).strip()
         if title:
-            out.append(("title", P.title_input(title), sid))
+            out.append(("title", P.compact_title_input(title) if compact else P.title_input(title), sid))
         desc = first_description(feat.get("description", ""))
-        if desc:
+        if desc and not compact:  # the compact prompts are for small models: titles only
             out.append(("description", P.description_input(desc), sid))
     return out
 
@@ -96,10 +103,10 @@ class Title2SidDataset(PromptDataset):
 
     task = "title2sid"
 
-    def __init__(self, catalog: Catalog, item_feats: dict[str, dict], source: str = "<item.json>"):
+    def __init__(self, catalog: Catalog, item_feats: dict[str, dict], source: str = "<item.json>", compact: bool = False):
         super().__init__([
-            Sample(P.rl_prompt(q), sid + "\n", sid, (), f"{self.task}:{kind}")
-            for kind, q, sid in _item_questions(catalog, item_feats, source)
+            Sample(P.compact_prompt(q) if compact else P.rl_prompt(q), sid + "\n", sid, (), f"{self.task}:{kind}")
+            for kind, q, sid in _item_questions(catalog, item_feats, source, compact)
         ])
 
 
@@ -136,9 +143,10 @@ class EvalSidDataset(PromptDataset):
 
     task = "eval_sid_history"
 
-    def __init__(self, rows: list[Interaction], max_history: int = 10):
+    def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False):
         super().__init__(_history_samples(
-            rows, max_history, lambda h: P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.eval_sid_history_input(h)), self.task))
+            rows, max_history,
+            _next_item(compact, lambda h: P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.eval_sid_history_input(h))), self.task))
 
 
 # ---------------------------------------------------------------------------------------- SFT
@@ -149,9 +157,28 @@ class SftSidDataset(PromptDataset):
 
     task = "sft_sid_history"
 
-    def __init__(self, rows: list[Interaction], max_history: int = 10):
+    def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False):
         super().__init__(_history_samples(
-            rows, max_history, lambda h: P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.sid_history_input(h)), self.task))
+            rows, max_history, _next_item(compact, lambda h: P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.sid_history_input(h))),
+            self.task))
+
+
+class SftSuffixDataset(PromptDataset):
+    """SFT: every shorter suffix of each row's (truncated) history -> the same next SID.
+
+    A row with history (h1, ..., hn) gives the samples (h2..hn), (h3..hn), ..., (hn) -> target; the
+    full history is `SftSidDataset`'s. Predicting the next item from the most recent items alone,
+    whatever came before, teaches the transition (last item -> next item) that carries over to a
+    new user's history, where whole-history rows teach the row.
+    """
+
+    task = "sft_sid_suffix"
+
+    def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False):
+        prompt_of = _next_item(compact, lambda h: P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.sid_history_input(h)))
+        suffixes = [Interaction(r.user_id, r.history_titles[-j:], r.history_ids[-j:], h[-j:], r.item_title, r.item_id, r.item_sid)
+                    for r in rows for h in [_last(r.history_sids, max_history)] for j in range(len(h) - 1, 0, -1)]
+        super().__init__(_history_samples(suffixes, max_history, prompt_of, self.task))
 
 
 class SftTitle2SidDataset(PromptDataset):
@@ -159,9 +186,10 @@ class SftTitle2SidDataset(PromptDataset):
 
     task = "sft_title2sid"
 
-    def __init__(self, catalog: Catalog):
+    def __init__(self, catalog: Catalog, compact: bool = False):
         super().__init__([
-            Sample(P.instruct_prompt(P.ITEM_ID_INSTRUCTION, P.title_input(it.title)), it.sid + "\n", it.sid, (), self.task)
+            Sample(P.compact_prompt(P.compact_title_input(it.title)) if compact else
+                   P.instruct_prompt(P.ITEM_ID_INSTRUCTION, P.title_input(it.title)), it.sid + "\n", it.sid, (), self.task)
             for it in catalog.items
             if it.title.strip()
         ])

@@ -7,6 +7,8 @@ with `ast.literal_eval` (never `eval`).
 """
 from __future__ import annotations
 
+from grporec.errors import UserError
+
 import ast
 import csv
 import json
@@ -30,7 +32,7 @@ SID_TOKEN_RE = re.compile(r"<[a-z]_\d+>")
 SID_RE = re.compile(r"^(?:<[a-z]_\d+>)+$")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """Malformed or inconsistent input data; the message names the file and row or line."""
 
 

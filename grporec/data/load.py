@@ -6,6 +6,8 @@ CSV mentions but the catalog lacks is an error before any training starts).
 """
 from __future__ import annotations
 
+from grporec.errors import SettingsError
+
 from pathlib import Path
 
 from grporec.config import DataConfig
@@ -35,7 +37,7 @@ def load_data_catalog(cfg: DataConfig) -> Catalog:
 def load_split(cfg: DataConfig, split: str, catalog: Catalog) -> list[Interaction]:
     """Rows of the train, valid or test CSV, every SID checked against the catalog."""
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+        raise SettingsError(f"split must be one of {SPLITS}, got {split!r}")
     path = data_path(cfg, f"{split}_file")
     rows = read_interactions(path)
     catalog.check_interactions(rows, str(path))

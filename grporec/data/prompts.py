@@ -22,6 +22,25 @@ TITLE_HISTORY_INSTRUCTION = (
 )
 
 
+PROMPT_TEXTS = ("minionerec", "compact")
+
+
+def compact_prompt(input_text: str) -> str:
+    """The compact prompt (`data.prompt_text: compact`): the body alone, one wording for SFT, RL and
+    evaluation. For from-scratch models, whose cost is per prompt token: MiniOneRec's next-item
+    prompt is ~100 tokens of which ~11 are the history's SIDs; this one is the SIDs and ~10 more."""
+    return BODY.format(input=input_text)
+
+
+def compact_history_input(history_sids: tuple[str, ...] | list[str]) -> str:
+    """The history's SIDs back to back, oldest first (each SID token is one token)."""
+    return "".join(history_sids)
+
+
+def compact_title_input(title: str) -> str:
+    return f"title: {title}"
+
+
 def rl_prompt(input_text: str) -> str:
     """The RL prompt: body only."""
     return BODY.format(input=input_text)

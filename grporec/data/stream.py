@@ -6,6 +6,8 @@ checkpoints, so a resumed run sees exactly the prompts the uninterrupted run wou
 """
 from __future__ import annotations
 
+from grporec.errors import SettingsError
+
 import torch
 
 from grporec.data.datasets import PromptDataset, Sample
@@ -14,7 +16,7 @@ from grporec.data.datasets import PromptDataset, Sample
 class SampleStream:
     def __init__(self, dataset: PromptDataset, seed: int):
         if len(dataset) == 0:
-            raise ValueError("the training dataset is empty")
+            raise SettingsError("the training dataset is empty")
         self.dataset, self.seed = dataset, seed
         self.epoch, self.cursor = 0, 0
         self._order = self._shuffle(0)
@@ -40,7 +42,7 @@ class SampleStream:
 
     def load_state_dict(self, state: dict) -> None:
         if state["size"] != len(self.dataset) or state["seed"] != self.seed:
-            raise ValueError(f"checkpoint data position is for {state['size']} samples with seed {state['seed']}, "
+            raise SettingsError(f"checkpoint data position is for {state['size']} samples with seed {state['seed']}, "
                              f"but this run has {len(self.dataset)} samples with seed {self.seed}")
         self.epoch, self.cursor = state["epoch"], state["cursor"]
         self._order = self._shuffle(self.epoch)

@@ -16,7 +16,8 @@ STD_EPS = 1e-4  # added to the std, as MiniOneRec/TRL do, so a near-constant gro
 
 
 def group_advantages(
-    rewards: torch.Tensor, group_size: int, scale: Literal["group", "batch", "none"] = "group"
+    rewards: torch.Tensor, group_size: int, scale: Literal["group", "batch", "none"] = "group",
+    batch_std: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Advantages for rewards laid out group by group.
 
@@ -25,6 +26,8 @@ def group_advantages(
         group_size: G (at least 2 for a std to exist).
         scale: "group" divides by each group's std; "batch" by the std of the whole batch;
             "none" only subtracts the group mean (Dr. GRPO).
+        batch_std: for "batch", the std of the whole global batch when `rewards` is one rank's
+            part of it (the loop all-reduces it: `rl.batch_reward_std`); None: `rewards`' own.
     Returns:
         (advantages [B*G] fp32, metrics) where metrics holds `frac_reward_zero_std` (fraction of
         groups whose rewards are all equal) and `reward_std` (mean within-group std), detached.
@@ -43,7 +46,7 @@ def group_advantages(
     if scale == "group":
         adv = centred / (std + STD_EPS)
     elif scale == "batch":
-        adv = centred / (rewards.float().std() + STD_EPS)
+        adv = centred / (_batch_std(rewards, batch_std) + STD_EPS)
     else:
         adv = centred
     adv = torch.where(constant, torch.zeros_like(adv), adv)  # exactly 0, not rounding noise / 1e-4
@@ -56,7 +59,7 @@ def group_advantages(
 
 def sibling_advantages(
     rewards: torch.Tensor, codes: torch.Tensor, group_size: int, length: int,
-    scale: Literal["group", "batch", "none"] = "group",
+    scale: Literal["group", "batch", "none"] = "group", batch_std: float | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Prefix-tree ("sibling") advantages, one per token (as in Sibling-GRPO / V-STAR).
 
@@ -73,11 +76,11 @@ def sibling_advantages(
         codes: [B*G, K] each completion's SID level codes (its first K token ids, one token per level).
         group_size: G.
         length: L, the completion length in tokens (K <= L).
-        scale: as for `group_advantages`.
+        scale, batch_std: as for `group_advantages`.
     Returns:
         (advantages [B*G, L] fp32, metrics as `group_advantages`).
     """
-    _, metrics = group_advantages(rewards, group_size, scale)  # checks the arguments; same metrics
+    _, metrics = group_advantages(rewards, group_size, scale, batch_std)  # checks the arguments; same metrics
     G = group_size
     K = codes.shape[1]
     if codes.dim() != 2 or codes.shape[0] != rewards.numel() or K > length:
@@ -94,7 +97,19 @@ def sibling_advantages(
     if scale == "group":
         centred = centred / (r.std(dim=1, keepdim=True).unsqueeze(-1) + STD_EPS)
     elif scale == "batch":
-        centred = centred / (rewards.float().std() + STD_EPS)
+        centred = centred / (_batch_std(rewards, batch_std) + STD_EPS)
     constant = (r.amax(dim=1) == r.amin(dim=1)).view(-1, 1, 1)
     adv = torch.where(constant, torch.zeros_like(centred), centred)
     return adv.view(-1, length), metrics
+
+
+def _batch_std(rewards: torch.Tensor, batch_std: float | None) -> torch.Tensor | float:
+    return rewards.float().std() if batch_std is None else batch_std
+
+
+def pooled_std(count: float, total: float, total_sq: float) -> float:
+    """The unbiased std of numbers known only by their count, sum and sum of squares (float64 sums
+    over ranks): sqrt((sum x^2 - (sum x)^2 / n) / (n - 1)); 0 for fewer than 2."""
+    if count < 2:
+        return 0.0
+    return max(0.0, (total_sq - total * total / count) / (count - 1)) ** 0.5

@@ -18,6 +18,8 @@ several, or would merge with its neighbour. The format's name is recorded in eve
 """
 from __future__ import annotations
 
+from grporec.errors import UserError
+
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +32,7 @@ _MARK = "GRPORECCONTENTMARK"  # stands for the user's / assistant's text while a
 _RESPONSE = "\n\n### Response:\n"  # the Alpaca answer cue that ends every MiniOneRec prompt
 
 
-class FormatError(ValueError):
+class FormatError(UserError):
     """A prompt format the tokenizer cannot provide, or a model recorded with another format."""
 
 
@@ -49,15 +51,19 @@ class PromptFormat:
     head_ids: tuple[int, ...]
     tail_ids: tuple[int, ...]
     terminator_ids: tuple[int, ...]
+    # data.max_prompt_tokens: every stage's prompts are cut by this one rule (None: never cut)
+    max_prompt_tokens: int | None = None
 
     @property
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id
 
     def prompt_ids(self, prompt: str, max_tokens: int | None = None) -> list[int]:
-        """The prompt's ids; with `max_tokens`, the text keeps its last tokens (its end holds the
-        question) and the head and tail stay whole."""
+        """The prompt's ids; beyond `max_tokens` (default: the format's `max_prompt_tokens`, the same
+        for SFT, rollouts, log-probs and evaluation), the text keeps its last tokens (its end holds
+        the question and the most recent items) and the head and tail stay whole."""
         text = self.tokenizer.encode(chat_content(prompt) if self.name == "chat" else prompt, add_special_tokens=False)
+        max_tokens = self.max_prompt_tokens if max_tokens is None else max_tokens
         if max_tokens is not None:
             room = max(0, max_tokens - len(self.head_ids) - len(self.tail_ids))
             text = text[-room:] if room else []
@@ -81,15 +87,20 @@ def chat_content(prompt: str) -> str:
     return prompt[:-len(_RESPONSE)] if prompt.endswith(_RESPONSE) else prompt
 
 
-def build_format(tokenizer: PreTrainedTokenizerBase, name: str = "alpaca", source: str = "tokenizer") -> PromptFormat:
-    """The `name` format for `tokenizer` (`source` names the model directory in errors)."""
+def build_format(tokenizer: PreTrainedTokenizerBase, name: str = "alpaca", source: str = "tokenizer",
+                 max_prompt_tokens: int | None = None) -> PromptFormat:
+    """The `name` format for `tokenizer` (`source` names the model directory in errors); prompts
+    longer than `max_prompt_tokens` keep their last tokens."""
     if tokenizer.eos_token_id is None:
         raise FormatError(f"{source}: the tokenizer has no EOS token")
+    if max_prompt_tokens is not None and max_prompt_tokens < 1:
+        raise FormatError(f"data.max_prompt_tokens must be at least 1, got {max_prompt_tokens}")
     if name == "alpaca":
-        return PromptFormat(name, tokenizer, tuple(_leading_special_ids(tokenizer)), (), tuple(_newline_ids(tokenizer)) + (tokenizer.eos_token_id,))
+        return PromptFormat(name, tokenizer, tuple(_leading_special_ids(tokenizer)), (),
+                            tuple(_newline_ids(tokenizer)) + (tokenizer.eos_token_id,), max_prompt_tokens)
     if name == "chat":
         head, tail, terminator = _template_parts(tokenizer, source)
-        return PromptFormat(name, tokenizer, tuple(head), tuple(tail), tuple(terminator))
+        return PromptFormat(name, tokenizer, tuple(head), tuple(tail), tuple(terminator), max_prompt_tokens)
     raise FormatError(f"data.prompt_format: unknown {name!r}; choose from {list(FORMATS)}")
 
 
@@ -132,12 +143,13 @@ def _template_parts(tokenizer, source: str) -> tuple[list[int], list[int], list[
 
 
 def format_for(tokenizer: PreTrainedTokenizerBase, name: str, model_dir: str | Path | None = None,
-               key: str = "model.path") -> PromptFormat:
+               key: str = "model.path", max_prompt_tokens: int | None = None) -> PromptFormat:
     """The format a stage uses: `name` (data.prompt_format), after checking that the model in
     `model_dir` (named by the setting `key`) was not trained with another."""
     if model_dir is not None:
         check_recorded_format(model_dir, name, key)
-    return build_format(tokenizer, name, source=str(model_dir) if model_dir is not None else "tokenizer")
+    return build_format(tokenizer, name, source=str(model_dir) if model_dir is not None else "tokenizer",
+                        max_prompt_tokens=max_prompt_tokens)
 
 
 def record_format(model_dir: str | Path, name: str) -> None:

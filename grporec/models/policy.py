@@ -7,6 +7,8 @@ dataset's own text, from scratch, and saves both in HF format.
 """
 from __future__ import annotations
 
+from grporec.errors import UserError
+
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,7 +26,7 @@ def how_to_make(key: str) -> str:
             "or build the tiny model with `python -m grporec.demo`")
 
 
-class PolicyError(ValueError):
+class PolicyError(UserError):
     """The model directory is missing or does not hold a usable model."""
 
 

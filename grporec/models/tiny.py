@@ -23,6 +23,8 @@ def tokenizer_corpus(cfg: Config) -> list[str]:
              D.SeqTitle2SidDataset(rows, n=0)]
     if cfg.data.item_file is not None:
         parts.append(D.Title2SidDataset(catalog, load_item_features(cfg.data), cfg.data.item_file))
+    if cfg.data.prompt_text == "compact":
+        parts += [D.SftSidDataset(rows, compact=True), D.SftTitle2SidDataset(catalog, compact=True)]
     return [s.prompt + s.completion for ds in parts for s in ds]
 
 

@@ -8,6 +8,8 @@ SID in a completion is the prompt format's terminator (`grporec.models.format`).
 """
 from __future__ import annotations
 
+from grporec.errors import UserError
+
 from collections.abc import Iterable
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -19,7 +21,7 @@ EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(UserError):
     """The tokenizer cannot represent the catalog's SIDs as grporec needs."""
 
 

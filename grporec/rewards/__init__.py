@@ -10,6 +10,8 @@ and reports each function's mean as `rewards/<name>`. Invalid completions get a 
 """
 from __future__ import annotations
 
+from grporec.errors import SettingsError
+
 import importlib
 import os
 import sys
@@ -44,9 +46,9 @@ REWARD_TYPES: dict[str, list[tuple[str, float]]] = {
 def register_reward(name: str, fn: RewardFn) -> None:
     """Add a reward to the registry under `name` (a fork's own rewards; not for replacing one)."""
     if name in REWARDS or name in BOUND_REWARDS:
-        raise ValueError(f"a reward named {name!r} is already registered")
+        raise SettingsError(f"a reward named {name!r} is already registered")
     if ":" in name or not callable(fn):
-        raise ValueError(f"register_reward({name!r}, ...): the name may not contain ':' and fn must be callable")
+        raise SettingsError(f"register_reward({name!r}, ...): the name may not contain ':' and fn must be callable")
     REWARDS[name] = fn
 
 
@@ -59,19 +61,19 @@ def import_reward(spec: str) -> RewardFn:
     on PYTHONPATH, or in the working directory."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise ValueError(f"reward.names: {spec!r} must look like package.module:function")
+        raise SettingsError(f"reward.names: {spec!r} must look like package.module:function")
     if os.getcwd() not in sys.path and "" not in sys.path:  # as `python -m` does, also for the `grporec` script
         sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ValueError(f"reward.names: cannot import {module_name!r} for the reward {spec!r} ({e}); is its directory "
+        raise SettingsError(f"reward.names: cannot import {module_name!r} for the reward {spec!r} ({e}); is its directory "
                          f"on PYTHONPATH (or the working directory)?") from None
     fn = getattr(module, attr, None)
     if fn is None:
-        raise ValueError(f"reward.names: {module.__file__} has no {attr!r} (reward {spec!r})")
+        raise SettingsError(f"reward.names: {module.__file__} has no {attr!r} (reward {spec!r})")
     if not callable(fn):
-        raise ValueError(f"reward.names: {spec!r} is a {type(fn).__name__}, not a function of RewardInputs")
+        raise SettingsError(f"reward.names: {spec!r} is a {type(fn).__name__}, not a function of RewardInputs")
     return fn
 
 
@@ -82,7 +84,7 @@ def lookup_reward(name: str) -> RewardFn:
         return import_reward(name)
     if name in REWARDS:
         return REWARDS[name]
-    raise ValueError(f"reward.names: unknown reward {name!r}; choose from {reward_names()}, or name your own "
+    raise SettingsError(f"reward.names: unknown reward {name!r}; choose from {reward_names()}, or name your own "
                      "function as package.module:function")
 
 
@@ -91,19 +93,19 @@ def resolve_rewards(reward_type: str, names: list[str] | None = None, weights: l
     checked here (a `module:function` one is imported), so a bad one fails before any work."""
     if names is None:
         if weights is not None:
-            raise ValueError("reward.weights needs reward.names")
+            raise SettingsError("reward.weights needs reward.names")
         if reward_type not in REWARD_TYPES:
-            raise ValueError(f"reward.reward_type: unknown {reward_type!r}; choose from {sorted(REWARD_TYPES)}, "
+            raise SettingsError(f"reward.reward_type: unknown {reward_type!r}; choose from {sorted(REWARD_TYPES)}, "
                              "or list reward functions in reward.names")
         return REWARD_TYPES[reward_type]
     if not names:
-        raise ValueError("reward.names is empty")
+        raise SettingsError("reward.names is empty")
     for n in names:
         if n not in BOUND_REWARDS:
             lookup_reward(n)
     weights = [1.0] * len(names) if weights is None else weights
     if len(weights) != len(names):
-        raise ValueError(f"reward.weights has {len(weights)} values for {len(names)} names")
+        raise SettingsError(f"reward.weights has {len(weights)} values for {len(names)} names")
     return list(zip(names, weights))
 
 
@@ -116,11 +118,11 @@ class RewardSet:
         for name, _ in named:
             if name == "semantic":
                 if embeddings is None:
-                    raise ValueError("the semantic reward needs reward.semantic_embeddings (a .npy matrix)")
+                    raise SettingsError("the semantic reward needs reward.semantic_embeddings (a .npy matrix)")
                 self.fns[name] = lambda x, e=embeddings: semantic_reward(x, e)
             elif name == "sasrec":
                 if sasrec is None:
-                    raise ValueError("the sasrec reward needs reward.sasrec_path (a trained SASRec)")
+                    raise SettingsError("the sasrec reward needs reward.sasrec_path (a trained SASRec)")
                 from grporec.rewards.cf import sasrec_reward
 
                 self.fns[name] = lambda x, s=sasrec: sasrec_reward(x, s)
@@ -134,10 +136,10 @@ class RewardSet:
             r = self.fns[name](x)
             if not isinstance(r, torch.Tensor) or r.shape != (len(x.completions),):
                 got = tuple(r.shape) if isinstance(r, torch.Tensor) else type(r).__name__
-                raise ValueError(f"reward {name!r} returned {got}; a reward returns a tensor [B*G] = ({len(x.completions)},)")
+                raise SettingsError(f"reward {name!r} returned {got}; a reward returns a tensor [B*G] = ({len(x.completions)},)")
             r = r.float().cpu()
             if not bool(torch.isfinite(r).all()):
-                raise ValueError(f"reward {name!r} returned a non-finite value (row {int((~torch.isfinite(r)).nonzero()[0])})")
+                raise SettingsError(f"reward {name!r} returned a non-finite value (row {int((~torch.isfinite(r)).nonzero()[0])})")
             metrics[f"rewards/{name}"] = r.mean().item()
             total += weight * r
         return total, metrics

@@ -6,6 +6,8 @@ Invalid completions, and targets without an embedding, get 0.
 """
 from __future__ import annotations
 
+from grporec.errors import SettingsError
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +29,12 @@ class SidEmbeddings:
     def from_item_matrix(cls, matrix: np.ndarray | torch.Tensor, catalog: Catalog, source: str = "<matrix>") -> "SidEmbeddings":
         m = torch.as_tensor(np.asarray(matrix), dtype=torch.float32)
         if m.dim() != 2 or m.shape[0] != len(catalog):
-            raise ValueError(
+            raise SettingsError(
                 f"{source}: embedding matrix has shape {tuple(m.shape)} but the catalog has {len(catalog)} items; "
                 "rows must follow the catalog's item order (ascending item id), one row per item"
             )
         if not torch.isfinite(m).all():
-            raise ValueError(f"{source}: embedding matrix has non-finite values")
+            raise SettingsError(f"{source}: embedding matrix has non-finite values")
         first_item = {}
         for i, it in enumerate(catalog.items):
             first_item.setdefault(it.sid, i)
@@ -48,7 +50,7 @@ class SidEmbeddings:
         try:
             matrix = np.load(path, allow_pickle=False)
         except ValueError as e:
-            raise ValueError(f"{path}: not a numeric .npy matrix ({e})") from None
+            raise SettingsError(f"{path}: not a numeric .npy matrix ({e})") from None
         return cls.from_item_matrix(matrix, catalog, source=str(path))
 
 
