@@ -32,32 +32,41 @@ def debug_requested(argv: list[str]) -> bool:
 
 
 def run(main: Callable[[list[str]], int | None], argv: list[str] | None = None) -> int:
-    """Call `main(argv)`; user errors become `error: ...` on stderr and an exit status.
+    """Call `main(argv)`; errors become messages on stderr and an exit status (`report`)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    try:
+        return main([a for a in argv if a != "--debug"]) or 0
+    except Exception as e:  # noqa: BLE001 - each kind is reported as what it is
+        if debug:
+            raise
+        return report(e)
+
+
+def debug_report(e: Exception) -> int:
+    """--debug / GRPOREC_DEBUG: the full traceback of any error, and its exit status."""
+    traceback.print_exception(e)
+    return 2 if isinstance(e, UsageError) else 1
+
+
+def report(e: Exception) -> int:
+    """Print an error for the user and return the exit status.
 
     A `UserError` (grporec's ConfigError, DataError, SettingsError, TrainingError, ...) or an
     `OSError` (a missing, unreadable or full file) is one line, exit 1; a `UsageError`, exit 2.
     Any other exception is unexpected: its traceback is printed, then a line saying so, exit 1.
     """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    debug = debug_requested(argv)
-    try:
-        return main([a for a in argv if a != "--debug"]) or 0
-    except UsageError as e:
-        if debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
+    if isinstance(e, UsageError):
+        print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
-    except (UserError, OSError) as e:
-        if debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
+    if isinstance(e, (UserError, OSError)):
+        print(f"error: {e}", file=sys.stderr, flush=True)
         return 1
-    except Exception as e:  # noqa: BLE001 - everything else is reported as what it is
-        traceback.print_exc()
-        print(f"error: unexpected {type(e).__name__}: {e}\nThis is not a configuration or data problem that grporec "
-              "recognises: it is a bug in grporec, in a library it calls, or in your own code it runs (a reward, say). "
-              "The traceback above shows where; please report it with the traceback if it is grporec's.", file=sys.stderr)
-        return 1
+    traceback.print_exception(e)
+    print(f"error: unexpected {type(e).__name__}: {e}\nThis is not a configuration or data problem that grporec "
+          "recognises: it is a bug in grporec, in a library it calls, or in your own code it runs (a reward, say). "
+          "The traceback above shows where; please report it with the traceback if it is grporec's.", file=sys.stderr, flush=True)
+    return 1
 
 
 def config_parser(prog: str, description: str, example: str, config_required: bool = True) -> argparse.ArgumentParser:

@@ -7,13 +7,14 @@ CUDA: `torchrun --nproc_per_node=1` runs the same code path as eight ranks.
 """
 from __future__ import annotations
 
-from grporec.errors import SettingsError
-
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from grporec.errors import SettingsError
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,41 @@ def run_main(job, argv, prog: str, description: str, example: str) -> int:
         _, cfg = cli.parse_config(ap, args_list)
         cli.quiet_transformers()
         env = setup()
-        try:
-            job(cfg, env)
-        finally:
-            teardown()
+        run_ranked(env, lambda: job(cfg, env))
 
     return cli.run(body, argv)
+
+
+def run_ranked(env: DistEnv, work) -> None:
+    """Run `work()` on this rank so that a failure on any rank ends all of them promptly
+    (`grporec.failfast`): the first rank to fail raises its error as usual (printed once, by
+    `cli.run`); the others print one line naming it and exit 1. Tears the group down after success."""
+    from grporec import failfast
+
+    watch = failfast.Watch(env.rank) if env.distributed else None
+    ok = False
+    try:
+        work()
+        ok = True
+    except Exception as e:
+        if not env.distributed:
+            raise
+        from grporec import cli
+
+        other = failfast.failed_rank(watch.store)
+        if other is not None and other != env.rank:  # this rank's error is the other's consequence
+            failfast.say_stopped(env.rank, other)
+            os._exit(1)
+        code = cli.debug_report(e) if cli.debug_requested(sys.argv) else cli.report(e)  # printed before the others stop
+        watch.stop()  # this rank's own watcher must not poll a store that may go away with the others
+        failfast.record_failure(env.rank)
+        sys.stdout.flush()
+        os._exit(code)  # not through teardown: destroying the group could wait on ranks that are gone
+    finally:
+        if watch is not None:
+            watch.stop()
+        if ok:  # after a failure, destroying the group could wait on the ranks that are gone
+            teardown()
 
 
 def shard(model: torch.nn.Module, env: DistEnv, mixed_precision: bool, reshard_after_forward: bool = True) -> torch.nn.Module:

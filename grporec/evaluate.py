@@ -138,12 +138,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
         cli.quiet_transformers()
         out = Path(args.out or Path(cfg.output_dir) / f"eval-{args.split}")
         env = dist.setup()
-        try:
+
+        def work():
             if env.is_main:  # find out now, not after the evaluation, whether the results can be written
                 ensure_writable(out)
             run_evaluation(cfg, args, env, out, max_rows, batch)
-        finally:
-            dist.teardown()
+
+        dist.run_ranked(env, work)  # a failure on any rank ends every rank
 
     return cli.run(body, argv)
 

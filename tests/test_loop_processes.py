@@ -50,7 +50,10 @@ def test_torchrun_two_ranks_matches_one_process(tiny_cfg, tiny_model_dir, tmp_pa
     # stochastic beams: each decode batch's random stream depends only on its place in the global batch,
     # so with decode batches of 2 prompts the 2 ranks draw exactly what the one process draws
     (["rl.rollout=beam_sample", "train.rollout_batch_prompts=2"], 29521),
-], ids=["sibling", "nll_coef", "beam_sample"])
+    # issue 20, item 2: the std of the whole global batch, all-reduced, not each rank's own
+    (["rl.scale_rewards=batch"], 29522),
+    (["rl.scale_rewards=batch", "rl.advantage=sibling"], 29523),
+], ids=["sibling", "nll_coef", "beam_sample", "batch_std", "batch_std_sibling"])
 def test_issue14_switches_two_ranks_match_one_process(tiny_cfg, tiny_model_dir, tmp_path, variant, port):
     """Sibling advantages are per group, the NLL anchor is a per-row loss term and beam sampling's
     noise is per decode batch: 2 gloo ranks (FSDP2) give one process's losses and parameters."""
