@@ -58,6 +58,8 @@ VARIANTS: dict[str, list[str]] = {
                                           "rl.advantage=sibling"],
     "published+nll0.1": ["rl.nll_coef=0.1"],
     "beam_sample": ["rl.rollout=beam_sample"],  # MiniOneRec's recipe with stochastic beams (T = 1)
+    # issue 19: the Markov chain as a teacher reward beside the recommended recipe's exact-hit and prefix rewards
+    "add_gt+rule_prefix+sample+markov": ["reward.names=[rule,prefix,markov]", "rl.rollout=sample", "rl.add_gt=true"],
 }
 METRICS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20")
 PAIRED = (("ndcg", 10), ("hr", 10), ("hr", 20))
@@ -127,6 +129,10 @@ def summarise(sft: dict, runs: list[dict]) -> dict:
              "frac_groups_without_hit": [sum(r["frac_groups_without_hit"][i] for r in rs) / len(rs) for i in (0, 1)]}
         for split in ("valid", "test"):
             s = {m: sum(r["scores"][split][m] for r in rs) / len(rs) for m in METRICS}
+            for part in ("seen", "unseen"):  # the transition buckets (grporec.metrics.bucket_metrics)
+                if all(part in r["scores"][split] for r in rs):
+                    s[part] = {m: sum(r["scores"][split][part][m] for r in rs) / len(rs) for m in ("hr@10", "ndcg@10")}
+                    s[part]["rows"] = rs[0]["scores"][split][part]["rows"]
             for kind, k in PAIRED:
                 per_seed = [paired_metric(sft[split]["ranks"], r["scores"][split]["ranks"], kind, k) for r in rs]
                 s[f"diff_{kind}@{k}"] = {"per_seed": per_seed, "mean": sum(d for d, _ in per_seed) / len(per_seed),
@@ -146,17 +152,23 @@ def paired_metric(ranks_a, ranks_b, kind: str, k: int) -> tuple[float, float]:
     return mean, math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d))
 
 
+def buckets(m: dict) -> str:
+    """Seen / unseen HR@10 and NDCG@10 cells of a table row."""
+    return " | ".join(f"{m[p]['hr@10']:.4f} / {m[p]['ndcg@10']:.4f}" if p in m else "-" for p in ("seen", "unseen"))
+
+
 def table(report: dict, split: str) -> str:
-    head = f"| {split} | " + " | ".join(m.upper() for m in METRICS) + " | dNDCG@10 (rel) | dHR@10 | dHR@20 | zero-std start/end | KL end |"
-    lines = [head, "|---|" + "---:|" * (len(METRICS) + 5)]
+    head = (f"| {split} | " + " | ".join(m.upper() for m in METRICS) + " | seen HR@10 / NDCG@10 | unseen HR@10 / NDCG@10 "
+            "| dNDCG@10 (rel) | dHR@10 | dHR@20 | zero-std start/end | KL end |")
+    lines = [head, "|---|" + "---:|" * (len(METRICS) + 7)]
     for name, m in report["baselines"][split].items():
-        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + " | | | | | |")
-    lines.append("| SFT | " + " | ".join(f"{report['sft'][split][k]:.4f}" for k in METRICS) + " | | | | | |")
+        lines.append(f"| {name} | " + " | ".join(f"{m[k]:.4f}" for k in METRICS) + f" | {buckets(m)} | | | | | |")
+    lines.append("| SFT | " + " | ".join(f"{report['sft'][split][k]:.4f}" for k in METRICS) + f" | {buckets(report['sft'][split])} | | | | | |")
     for name, v in report["variants"].items():
         s = v[split]
         d = s["diff_ndcg@10"]
         se = max(se for _, se in d["per_seed"])
-        lines.append(f"| {name} | " + " | ".join(f"{s[k]:.4f}" for k in METRICS)
+        lines.append(f"| {name} | " + " | ".join(f"{s[k]:.4f}" for k in METRICS) + f" | {buckets(s)}"
                      + f" | {d['mean']:+.4f} ({d['relative']:+.1%}; SE {se:.4f}; seeds "
                      + " ".join(f"{x:+.4f}" for x, _ in d["per_seed"]) + ")"
                      + f" | {s['diff_hr@10']['mean']:+.4f} | {s['diff_hr@20']['mean']:+.4f}"

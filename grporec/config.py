@@ -108,12 +108,15 @@ class RewardConfig:
     # grporec's: prefix (partial credit per shared leading SID level), ranking_prefix (= ranking + prefix).
     # Checked against grporec.rewards.REWARD_TYPES when a run starts.
     reward_type: str = "ranking"
-    # An explicit list of reward functions overrides reward_type: rule, ndcg_rule, prefix, semantic, sasrec
+    # An explicit list of reward functions overrides reward_type: rule, ndcg_rule, prefix, semantic, sasrec, markov
     # (grporec.rewards.REWARDS), or your own as package.module:function (a function of RewardInputs).
     names: list[str] | None = None
     weights: list[float] | None = None  # one per name (default all 1.0)
     semantic_embeddings: str | None = None  # .npy [N_items, D], rows in catalog item order
     sasrec_path: str | None = None  # trained SASRec directory for the sasrec reward
+    # markov reward: P(completion | last history item) counted on the training split, 0 where the last item was
+    # followed fewer than this many times in training (a teacher too unsure to teach)
+    markov_min_count: int = 1
 
 
 @dataclass

@@ -80,7 +80,12 @@ def build_rewards(cfg: Config, catalog: Catalog, device: torch.device) -> Reward
         from grporec.rewards.cf import SasrecScorer
 
         scorer = SasrecScorer(SASRec.load(cfg.reward.sasrec_path, device), catalog)
-    return RewardSet(named, embeddings, scorer)
+    teacher = None
+    if "markov" in names:
+        from grporec.rewards.cf import MarkovTeacher
+
+        teacher = MarkovTeacher(load_split(cfg.data, "train", catalog), cfg.reward.markov_min_count)
+    return RewardSet(named, embeddings, scorer, teacher)
 
 
 def autocast(env: dist.DistEnv, cfg: Config):

@@ -105,3 +105,19 @@ def test_prefix_reward_credits_shared_leading_levels():
     total, metrics = RewardSet(resolve_rewards("prefix"))(x)
     torch.testing.assert_close(total, prefix_reward(x))
     assert metrics["rewards/prefix"] == pytest.approx((1 + 2 / 3 + 1 / 3) / 5)
+
+
+def test_markov_reward_is_the_teachers_transition_probability():
+    """Train: after A came B twice and C once; after D came B once. With min_count 1 a completion
+    after history (..., A) scores count(A -> x) / 3: B 2/3, C 1/3, D 0; after (D,) B scores 1/1;
+    no history scores 0. With min_count 2, D's single transition is too little evidence: 0."""
+    from grporec.data.formats import Interaction
+    from grporec.rewards.cf import MarkovTeacher, markov_reward
+
+    def row(last, target):
+        return Interaction("u", ("t",), ("1",), (last,), "t", "2", target)
+
+    train = [row("A", "B"), row("A", "B"), row("A", "C"), row("D", "B")]
+    x = inputs(["B", "C", "D", "B", None, "B"], ["B", "B", "B"], 2, histories=[("Z", "A"), ("D",), ()])
+    torch.testing.assert_close(markov_reward(x, MarkovTeacher(train)), torch.tensor([2 / 3, 1 / 3, 0.0, 1.0, 0.0, 0.0]))
+    torch.testing.assert_close(markov_reward(x, MarkovTeacher(train, min_count=2)), torch.tensor([2 / 3, 1 / 3, 0.0, 0.0, 0.0, 0.0]))

@@ -2,7 +2,7 @@
 
 Each reward maps `RewardInputs` (completions [B*G] as SID strings and level codes, targets [B],
 group size, ranks, histories) to a tensor [B*G]. `REWARDS` is the one registry of them by name
-(plus `semantic` and `sasrec`, bound to their loaded resource); `reward.names` may also name a
+(plus `semantic`, `sasrec` and `markov`, bound to their loaded resource); `reward.names` may also name a
 function outside grporec as `package.module:function`. `REWARD_TYPES` maps MiniOneRec's
 `reward_type` names to weighted lists; `RewardSet` evaluates the list, returns the weighted sum
 and reports each function's mean as `rewards/<name>`. Invalid completions get a defined value
@@ -30,7 +30,7 @@ RewardFn = Callable[[RewardInputs], torch.Tensor]
 # `package.module:function` (imported when the run starts, so a typo fails before any training).
 REWARDS: dict[str, RewardFn] = {"rule": rule_reward, "ndcg_rule": ndcg_rule_reward, "prefix": prefix_reward}
 # Rewards that need a loaded resource; `RewardSet` binds them to it (reward.semantic_embeddings, reward.sasrec_path).
-BOUND_REWARDS = ("semantic", "sasrec")
+BOUND_REWARDS = ("semantic", "sasrec", "markov")
 # MiniOneRec's `reward_type` names (and grporec's prefix ones) as weighted lists of registry names.
 REWARD_TYPES: dict[str, list[tuple[str, float]]] = {
     "rule": [("rule", 1.0)],
@@ -112,7 +112,7 @@ def resolve_rewards(reward_type: str, names: list[str] | None = None, weights: l
 class RewardSet:
     """Named reward functions with weights; calling it gives (total [B*G], metrics)."""
 
-    def __init__(self, named: list[tuple[str, float]], embeddings: SidEmbeddings | None = None, sasrec=None):
+    def __init__(self, named: list[tuple[str, float]], embeddings: SidEmbeddings | None = None, sasrec=None, markov=None):
         self.named = named
         self.fns: dict[str, RewardFn] = {}
         for name, _ in named:
@@ -126,6 +126,12 @@ class RewardSet:
                 from grporec.rewards.cf import sasrec_reward
 
                 self.fns[name] = lambda x, s=sasrec: sasrec_reward(x, s)
+            elif name == "markov":
+                if markov is None:
+                    raise SettingsError("the markov reward needs the training split (data.train_file)")
+                from grporec.rewards.cf import markov_reward
+
+                self.fns[name] = lambda x, t=markov: markov_reward(x, t)
             else:
                 self.fns[name] = lookup_reward(name)
 

@@ -1,13 +1,18 @@
-"""Collaborative-filtering reward: how likely a trained SASRec finds the completion's item.
+"""Collaborative-filtering rewards: how likely a teacher finds the completion's item.
 
-The reward of a completion is the SASRec probability (full softmax over the catalog) of its SID
-after the prompt's SID history, summed over the items sharing that SID. It lies in [0, 1].
+`sasrec`: the SASRec probability (full softmax over the catalog) of the completion's SID after the
+prompt's SID history, summed over the items sharing that SID. `markov`: the first-order Markov
+chain's probability of the completion's SID after the history's last SID, counted on the training
+split (count(last -> sid) / count(last -> any)), and 0 where the last SID was followed fewer than
+`reward.markov_min_count` times in training (too little evidence to teach). Both lie in [0, 1].
 Prompts without an SID history (title and description tasks) carry no collaborative signal and
 get 0 for every completion, as do invalid completions.
 """
 from __future__ import annotations
 
 import torch
+
+from collections import Counter, defaultdict
 
 from grporec.data.catalog import Catalog
 from grporec.models.sasrec import SASRec, encode_histories, sid_scores
@@ -52,4 +57,33 @@ def sasrec_reward(x: RewardInputs, scorer: SasrecScorer) -> torch.Tensor:
     return out
 
 
-__all__ = ["SasrecScorer", "sasrec_reward", "sid_scores"]
+class MarkovTeacher:
+    """Transition counts of the training rows: last history SID -> next SID."""
+
+    def __init__(self, train_rows, min_count: int = 1):
+        self.follows: dict[str, Counter] = defaultdict(Counter)
+        for r in train_rows:
+            if r.history_sids:
+                self.follows[r.history_sids[-1]][r.item_sid] += 1
+        self.totals = {last: sum(c.values()) for last, c in self.follows.items()}
+        self.min_count = min_count
+
+    def prob(self, last: str, sid: str) -> float:
+        total = self.totals.get(last, 0)
+        return self.follows[last][sid] / total if total >= self.min_count and total > 0 else 0.0
+
+
+def markov_reward(x: RewardInputs, teacher: MarkovTeacher) -> torch.Tensor:
+    out = torch.zeros(len(x.completions))
+    if x.histories is None:
+        return out
+    for b, h in enumerate(x.histories):
+        if not h:
+            continue
+        for i in range(b * x.group_size, (b + 1) * x.group_size):
+            if x.completions[i] is not None:
+                out[i] = teacher.prob(h[-1], x.completions[i])
+    return out
+
+
+__all__ = ["MarkovTeacher", "SasrecScorer", "markov_reward", "sasrec_reward", "sid_scores"]
