@@ -84,3 +84,31 @@ def test_evaluate_command_honours_eval_ks_and_max_rows_and_flags_override(tiny_c
                    "--max-rows", "2", "--out", str(tmp_path / "b")])
     m = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert sorted(k for k in m if k.startswith(("hr@", "ndcg@"))) == ["hr@1", "ndcg@1"] and m["rows"] == 2  # 7 > 5 beams
+
+
+def test_seen_unseen_buckets_by_hand():
+    """Ranks [0, 2, -1, 1], seen [yes, no, yes, no]. Seen rows: ranks 0 and -1, HR@1 = HR@3 = 1/2,
+    NDCG@3 = (1/log2(2) + 0) / 2 = 0.5. Unseen rows: ranks 2 and 1, HR@1 = 0, HR@3 = 1,
+    NDCG@3 = (1/log2(4) + 1/log2(3)) / 2 = (0.5 + 0.63093) / 2 = 0.56546."""
+    from grporec.metrics import bucket_metrics, seen_flags, train_transitions
+    from grporec.data.formats import Interaction
+
+    b = bucket_metrics([0, 2, -1, 1], [True, False, True, False], ks=(1, 3))
+    assert b["seen"] == {"hr@1": 0.5, "ndcg@1": 0.5, "hr@3": 0.5, "ndcg@3": 0.5, "rows": 2}
+    assert b["unseen"]["hr@1"] == 0 and b["unseen"]["hr@3"] == 1 and b["unseen"]["rows"] == 2
+    assert b["unseen"]["ndcg@3"] == pytest.approx((0.5 + 1 / math.log2(3)) / 2)
+    train = [Interaction("u", ("t", "t"), ("1", "2"), ("X", "A"), "t", "3", "B")]  # only A -> B is seen (not X -> B)
+    assert seen_flags([("A", "B"), ("X", "B"), ("A", "C"), (None, "B")], train_transitions(train)) == [True, False, False, False]
+
+
+def test_every_report_splits_its_rows_into_seen_and_unseen(tiny_cfg):
+    """The baselines' buckets partition the rows, and recombine into the overall figures."""
+    from grporec.baselines import evaluate_baselines
+
+    for name, m in evaluate_baselines(tiny_cfg, "test", 20).items():
+        s, u = m["seen"], m["unseen"]
+        assert s["rows"] + u["rows"] == m["rows"] and s["rows"] > 0 and u["rows"] > 0, name
+        for k in ("hr@10", "ndcg@10"):
+            assert (s["rows"] * s[k] + u["rows"] * u[k]) / m["rows"] == pytest.approx(m[k], abs=1e-12), (name, k)
+    markov = evaluate_baselines(tiny_cfg, "test", 20)["markov"]
+    assert markov["seen"]["hr@10"] > markov["unseen"]["hr@10"]  # what Markov counts, it remembers

@@ -112,3 +112,26 @@ def test_first_description():
     assert first_description("[]") == ""
     assert first_description("plain text") == "plain text"
     assert first_description(["x", "y"]) == "x"
+
+
+def test_compact_prompts_are_one_wording_for_every_stage():
+    """data.prompt_text=compact: SFT, RL and evaluation build the same short prompt, the history's
+    SIDs back to back; title -> SID asks with `title: ...` (descriptions are left out)."""
+    expected = "### User Input: \n<a_1><b_2><c_3><a_4><b_5><c_6>\n\n### Response:\n"
+    for cls in (D.SidDataset, D.SftSidDataset, D.EvalSidDataset):
+        s = cls([ROW], compact=True)[0]
+        assert (s.prompt, s.completion, s.target_sid) == (expected, "<a_7><b_8><c_9>\n", "<a_7><b_8><c_9>"), cls
+    cat = Catalog([ItemInfo("<a_1><b_2><c_3>", "Red Pen", "1")])
+    assert D.SftTitle2SidDataset(cat, compact=True)[0].prompt == "### User Input: \ntitle: Red Pen\n\n### Response:\n"
+    feats = {"1": {"title": "Red Pen", "description": ["A pen."]}}
+    assert [s.prompt for s in D.Title2SidDataset(cat, feats, compact=True)] == ["### User Input: \ntitle: Red Pen\n\n### Response:\n"]
+
+
+def test_suffix_samples_predict_the_same_target_from_the_latest_items():
+    """History (h1, h2, h3) -> t gives (h2, h3) -> t and (h3) -> t; the full history is sid_history's."""
+    row = Interaction("U1", ("x", "y", "z"), ("1", "2", "3"), ("<a_1>", "<a_2>", "<a_3>"), "T", "4", "<a_9>")
+    got = D.SftSuffixDataset([row, ROW], compact=True)
+    assert [s.history_sids for s in got] == [("<a_2>", "<a_3>"), ("<a_3>",), ("<a_4><b_5><c_6>",)]
+    assert all(s.target_sid == t for s, t in zip(got, ["<a_9>", "<a_9>", "<a_7><b_8><c_9>"]))
+    assert got[1].prompt == "### User Input: \n<a_3>\n\n### Response:\n"
+    assert len(D.SftSuffixDataset([row], max_history=2)) == 1  # the history is cut to (h2, h3) first
