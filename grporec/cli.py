@@ -1,6 +1,6 @@
 """Command-line plumbing shared by every entry point, and the `grporec` command.
 
-    grporec demo | sft | train | eval | sasrec | baselines | report | synth | derive  [options]
+    grporec demo | sft | train | eval | recommend | sasrec | baselines | report | synth | derive  [options]
 
 Each subcommand is its `python -m grporec.X` form (`train` is `grporec.loop`, `eval` is
 `grporec.evaluate`); both keep working, as does `torchrun -m grporec.loop`. Every command:
@@ -126,6 +126,7 @@ COMMANDS = {
     "sft": ("grporec.sft", "supervised warm start"),
     "train": ("grporec.loop", "GRPO training (also: torchrun -m grporec.loop)"),
     "eval": ("grporec.evaluate", "constrained-beam evaluation, HR@K / NDCG@K"),
+    "recommend": ("grporec.recommend", "top-K recommendations of a model for user histories"),
     "sasrec": ("grporec.sasrec", "train / evaluate the SASRec baseline"),
     "baselines": ("grporec.baselines", "most-popular and first-order Markov baselines"),
     "report": ("grporec.report", "training curves and a comparison of runs (needs matplotlib)"),
