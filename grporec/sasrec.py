@@ -55,7 +55,7 @@ def evaluate_sasrec(model: SASRec, catalog: Catalog, rows: list[Interaction], ks
         s = sid_scores(model(x).float(), item_sid, len(sid_index))  # [b, S]
         t = s.gather(1, target_sid[i:i + batch_size, None])
         ranks += (s > t).sum(1).tolist()  # 0-based rank of the target SID
-    out = ranking_metrics(ranks, ks)
+    out = {**ranking_metrics(ranks, ks), "rows": len(rows)}
     if transitions is not None:
         out.update(bucket_metrics(ranks, seen_flags([(r.history_sids[-1], r.item_sid) for r in rows], transitions), ks))
     return out
@@ -138,7 +138,7 @@ def run_sasrec(command: str, cfg: Config) -> None:
     transitions = train_transitions(load_split(cfg.data, "train", catalog)) if cfg.data.train_file else None
     metrics = evaluate_sasrec(model, catalog, load_split(cfg.data, "test", catalog), ks=tuple(cfg.eval.ks), transitions=transitions)
     (out / "test_metrics.json").write_text(json.dumps(metrics, indent=2))
-    print("[sasrec] test " + format_metrics({**metrics, "rows": len(load_split(cfg.data, "test", catalog))}))
+    print("[sasrec] test " + format_metrics(metrics))
 
 
 if __name__ == "__main__":

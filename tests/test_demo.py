@@ -40,6 +40,9 @@ def test_small_demo_runs_every_stage(tmp_path, capsys):
     results = json.loads((root / "demo_results.json").read_text())
     assert set(results) >= {"SASRec", "SFT", "GRPO", "seconds"}
     assert "| GRPO |" in out and "| SASRec |" in out and "GRPO - SFT, NDCG@10" in out
+    assert "By transition (seen:" in out and "| model | seen | unseen |" in out
+    for name in ("Markov", "SASRec", "SFT", "GRPO"):  # every model on the same two buckets of test rows
+        assert results[name]["seen"]["rows"] + results[name]["unseen"]["rows"] == results[name]["rows"], name
     # a second run reuses every finished stage
     demo_main(["--config", str(ROOT / "configs" / "demo.yaml"), *small_demo_overrides(tmp_path)])
     again = capsys.readouterr().out
