@@ -52,6 +52,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sft_prompts_cpu.json"))
     ARGS, ARGS.overrides = ap.parse_known_args()
+    from grporec.cli import quiet_transformers
+
+    quiet_transformers()
     ARGS.overrides = ARGS.overrides + ["sft.datasets=[sid_history,title2sid]"]
     cfg = load_config(ARGS.config, ARGS.overrides)
     rates, tokens = {t: [] for t in TEXTS}, {}
