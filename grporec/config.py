@@ -10,8 +10,6 @@ Relative paths in the config are relative to the working directory, as in MiniOn
 """
 from __future__ import annotations
 
-from grporec.errors import UserError
-
 import dataclasses
 import types
 import typing
@@ -20,6 +18,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from grporec.errors import UserError
 
 
 class ConfigError(UserError):

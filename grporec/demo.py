@@ -8,8 +8,6 @@ when the command is run again.
 """
 from __future__ import annotations
 
-from grporec.errors import SettingsError
-
 import dataclasses
 import json
 import sys
@@ -26,6 +24,7 @@ from grporec.config import Config, dump_config
 from grporec.data import synth
 from grporec.data.load import load_data_catalog, load_split
 from grporec.decode import build_catalog_trie
+from grporec.errors import SettingsError
 from grporec.evaluate import eval_samples, evaluate, format_metrics, split_transitions, write_outputs
 from grporec.metrics import paired_difference
 from grporec.loop import train as grpo_train

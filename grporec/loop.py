@@ -17,7 +17,6 @@ logged metrics (and FSDP's gradient reduction). A researcher forks this file for
 """
 from __future__ import annotations
 
-
 import math
 import sys
 import time
@@ -31,6 +30,7 @@ from grporec.config import Config, dump_config
 from grporec.data.load import load_data_catalog, load_split
 from grporec.data.stream import SampleStream
 from grporec.decode import build_catalog_trie
+from grporec.errors import SettingsError, TrainingError
 from grporec.evaluate import eval_samples, evaluate
 from grporec.loss import group_advantages, sibling_advantages
 from grporec.models.format import build_format
@@ -41,7 +41,6 @@ from grporec.rl import (batch_reward_std, build_rewards, build_rl_dataset, gener
                         make_micro_batches, policy_backward, rollout_metrics, check_one_sid_length, sync_reference)
 from grporec.runlog import RunLog, check_report_to
 from grporec.stop import StopRequest
-from grporec.errors import SettingsError, TrainingError
 
 
 def check_settings(cfg: Config) -> None:

@@ -10,8 +10,6 @@ extra (`pip install -e ".[plot]"`), imported only here.
 """
 from __future__ import annotations
 
-from grporec.errors import SettingsError
-
 import json
 import math
 import sys
@@ -19,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+
+from grporec.errors import SettingsError
 
 INSTALL_HINT = 'the report needs matplotlib: pip install -e ".[plot]" (or pip install matplotlib)'
 # Keys that differ between any two runs without describing the recipe.

@@ -6,8 +6,6 @@ model's exponential sync, and the rollout diversity metrics.
 """
 from __future__ import annotations
 
-from grporec.errors import SettingsError
-
 import contextlib
 from dataclasses import dataclass
 
@@ -19,6 +17,7 @@ from grporec.data import datasets as D
 from grporec.data.catalog import Catalog
 from grporec.data.load import load_item_features, load_split
 from grporec.decode import Rollout, beam_search, dynamic_sample, inject_targets, left_pad, sample
+from grporec.errors import SettingsError
 from grporec.logprobs import completion_logps
 from grporec.loss import grpo_loss
 from grporec.loss.advantage import pooled_std

@@ -10,8 +10,6 @@ With `report_to` holding "tensorboard", every number also goes to a TensorBoard 
 """
 from __future__ import annotations
 
-from grporec.errors import SettingsError
-
 import json
 import math
 import os
@@ -19,6 +17,8 @@ import sys
 from pathlib import Path
 
 from tqdm import tqdm
+
+from grporec.errors import SettingsError
 
 
 REPORT_TO = ("jsonl", "tensorboard")

@@ -11,7 +11,6 @@ load); `sft.patience` evaluations without improvement stop the run early.
 """
 from __future__ import annotations
 
-
 import math
 import sys
 import time
@@ -20,7 +19,6 @@ from pathlib import Path
 import torch
 
 from grporec import dist
-from grporec.errors import SettingsError, TrainingError
 from grporec.checkpoint import load_checkpoint, save_checkpoint, save_model_atomically
 from grporec.config import Config, dump_config
 from grporec.data import datasets as D
@@ -28,6 +26,7 @@ from grporec.data.catalog import Catalog
 from grporec.data.load import load_data_catalog, load_split
 from grporec.data.stream import SampleStream
 from grporec.decode.rollout import forward_kwargs, left_pad, positions
+from grporec.errors import SettingsError, TrainingError
 from grporec.models.policy import extend_policy, load_policy
 from grporec.models.tiny import build_tiny_for_data
 from grporec.models.format import PromptFormat, format_for

@@ -7,8 +7,6 @@ with `ast.literal_eval` (never `eval`).
 """
 from __future__ import annotations
 
-from grporec.errors import UserError
-
 import ast
 import csv
 import json
@@ -17,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from grporec.errors import UserError
 
 CSV_COLUMNS = (
     "user_id",

@@ -6,13 +6,12 @@ CSV mentions but the catalog lacks is an error before any training starts).
 """
 from __future__ import annotations
 
-from grporec.errors import SettingsError
-
 from pathlib import Path
 
 from grporec.config import DataConfig
 from grporec.data.catalog import Catalog, load_catalog
 from grporec.data.formats import DataError, Interaction, read_interactions, read_items
+from grporec.errors import SettingsError
 
 SPLITS = ("train", "valid", "test")
 

@@ -6,11 +6,10 @@ checkpoints, so a resumed run sees exactly the prompts the uninterrupted run wou
 """
 from __future__ import annotations
 
-from grporec.errors import SettingsError
-
 import torch
 
 from grporec.data.datasets import PromptDataset, Sample
+from grporec.errors import SettingsError
 
 
 class SampleStream:

@@ -18,13 +18,13 @@ several, or would merge with its neighbour. The format's name is recorded in eve
 """
 from __future__ import annotations
 
-from grporec.errors import UserError
-
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from transformers import PreTrainedTokenizerBase
+
+from grporec.errors import UserError
 
 FORMATS = ("alpaca", "chat")
 RECORD_FILE = "grporec.json"  # beside config.json in every model directory grporec writes

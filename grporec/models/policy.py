@@ -7,8 +7,6 @@ dataset's own text, from scratch, and saves both in HF format.
 """
 from __future__ import annotations
 
-from grporec.errors import UserError
-
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,6 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase, Qwen2Config, Qwen2ForCausalLM
 
 from grporec.config import TinyModelConfig
+from grporec.errors import UserError
 from grporec.models.tokenizer import add_sid_tokens, train_tiny_tokenizer
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

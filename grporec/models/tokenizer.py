@@ -8,14 +8,13 @@ SID in a completion is the prompt format's terminator (`grporec.models.format`).
 """
 from __future__ import annotations
 
-from grporec.errors import UserError
-
 from collections.abc import Iterable
 
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast
 
 from grporec.data.formats import split_sid
+from grporec.errors import UserError
 
 EOS_TOKEN = "<|endoftext|>"
 PAD_TOKEN = "<|pad|>"

@@ -10,8 +10,6 @@ and reports each function's mean as `rewards/<name>`. Invalid completions get a 
 """
 from __future__ import annotations
 
-from grporec.errors import SettingsError
-
 import importlib
 import os
 import sys
@@ -19,6 +17,7 @@ from collections.abc import Callable
 
 import torch
 
+from grporec.errors import SettingsError
 from grporec.rewards.inputs import RewardInputs
 from grporec.rewards.rule import ndcg_rule_reward, ndcg_weights, prefix_reward, rule_reward
 from grporec.rewards.semantic import SidEmbeddings, semantic_reward

@@ -6,8 +6,6 @@ Invalid completions, and targets without an embedding, get 0.
 """
 from __future__ import annotations
 
-from grporec.errors import SettingsError
-
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import numpy as np
 import torch
 
 from grporec.data.catalog import Catalog
+from grporec.errors import SettingsError
 from grporec.rewards.inputs import RewardInputs
 
 
