@@ -6,11 +6,11 @@ hours later under NCCL, or prints a second, misleading traceback from each of th
 closed by peer" under gloo).
 
 How: the rank that fails first records its rank in the process group's key-value store before
-its error propagates (`record_failure`); every rank runs a daemon thread (`watch`) that polls the
+its error propagates (`record_failure`); every rank runs a daemon thread (`Watch`) that polls the
 store and, when another rank's failure appears, prints one line naming that rank and exits the
 process with status 1 at once (a thread cannot interrupt a blocked collective, so `os._exit`).
 A rank whose own error is a consequence (its collective broke because the failed rank exited)
-finds the record and says the same one line instead of a traceback (`is_consequence`).
+finds the record and says the same one line instead of a traceback (`dist.run_ranked`).
 """
 from __future__ import annotations
 
@@ -43,32 +43,17 @@ def failed_rank(store) -> int | None:
         return None
 
 
-def record_failure(rank: int) -> bool:
-    """Mark this rank's failure for the others (if none is marked yet); True when it was the first."""
+def record_failure(rank: int) -> None:
+    """Mark this rank's failure for the others, unless another rank's is marked already."""
     store = _store()
     if store is None:
-        return True
+        return
     try:
-        first = store.add("grporec/failures", 1) == 1
-        if first:
+        if store.add("grporec/failures", 1) == 1:  # the first failure is the one the others report
             store.set(KEY, str(rank))
             time.sleep(2 * POLL_S)  # the store may live in this process: let the others' watchers read it first
-        return first
-    except (RuntimeError, ValueError, OSError):
-        return True
-
-
-def is_consequence(rank: int, wait_s: float = 2.0) -> int | None:
-    """The rank whose failure caused this rank's error (None: this rank failed on its own)."""
-    store = _store()
-    deadline = time.monotonic() + wait_s
-    while True:
-        other = failed_rank(store)
-        if other is not None:
-            return other if other != rank else None
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(POLL_S)
+    except (RuntimeError, ValueError, OSError):  # the store's host is gone: the others see their collectives fail
+        pass
 
 
 def say_stopped(rank: int, other: int) -> None:

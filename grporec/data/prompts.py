@@ -22,9 +22,6 @@ TITLE_HISTORY_INSTRUCTION = (
 )
 
 
-PROMPT_TEXTS = ("minionerec", "compact")
-
-
 def compact_prompt(input_text: str) -> str:
     """The compact prompt (`data.prompt_text: compact`): the body alone, one wording for SFT, RL and
     evaluation. For from-scratch models, whose cost is per prompt token: MiniOneRec's next-item
