@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from grporec.config import Config
 from grporec.data.formats import Interaction
 from grporec.data.load import load_data_catalog, load_split
 from grporec.evaluate import eval_samples, format_metrics, score
-from grporec.metrics import train_transitions
+from grporec.metrics import train_transitions, transition_counts
 
 BASELINES = ("most_popular", "markov")
 
@@ -41,9 +41,7 @@ def markov(train: Sequence[Interaction], rows: Sequence[Interaction], k: int) ->
     popularity (a first-order Markov chain over SIDs, filled up with most-popular)."""
     pop = popularity(train)
     rank = {sid: i for i, sid in enumerate(pop)}
-    follows: dict[str, Counter] = defaultdict(Counter)
-    for r in train:
-        follows[r.history_sids[-1]][r.item_sid] += 1
+    follows = transition_counts(train)
     out = []
     for r in rows:
         counts = follows.get(r.history_sids[-1], Counter())

@@ -7,6 +7,7 @@ both are 0 for a miss. Averages are over all rows, misses included.
 from __future__ import annotations
 
 import math
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 DEFAULT_KS = (1, 3, 5, 10, 20)
@@ -55,9 +56,19 @@ def paired_difference(ranks_a: Sequence[int], ranks_b: Sequence[int], k: int) ->
 # ------------------------------------------------------------------ seen / unseen transitions
 
 
+def transition_counts(train_rows) -> dict[str, Counter]:
+    """last history SID -> Counter of the target SIDs that followed it in the training rows (rows
+    with a history): what a first-order Markov chain counts (its baseline, its reward)."""
+    follows: dict[str, Counter] = defaultdict(Counter)
+    for r in train_rows:
+        if r.history_sids:
+            follows[r.history_sids[-1]][r.item_sid] += 1
+    return dict(follows)
+
+
 def train_transitions(train_rows) -> set[tuple[str, str]]:
     """Every (last history SID -> target SID) pair of the training rows (rows with a history)."""
-    return {(r.history_sids[-1], r.item_sid) for r in train_rows if r.history_sids}
+    return {(last, nxt) for last, c in transition_counts(train_rows).items() for nxt in c}
 
 
 def seen_flags(pairs: Sequence[tuple[str | None, str]], transitions: set[tuple[str, str]]) -> list[bool]:

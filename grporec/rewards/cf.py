@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from collections import Counter, defaultdict
-
 from grporec.data.catalog import Catalog
+from grporec.metrics import transition_counts
 from grporec.models.sasrec import SASRec, encode_histories, sid_scores
 from grporec.rewards.inputs import RewardInputs
 
@@ -61,10 +60,7 @@ class MarkovTeacher:
     """Transition counts of the training rows: last history SID -> next SID."""
 
     def __init__(self, train_rows, min_count: int = 1):
-        self.follows: dict[str, Counter] = defaultdict(Counter)
-        for r in train_rows:
-            if r.history_sids:
-                self.follows[r.history_sids[-1]][r.item_sid] += 1
+        self.follows = transition_counts(train_rows)
         self.totals = {last: sum(c.values()) for last, c in self.follows.items()}
         self.min_count = min_count
 
