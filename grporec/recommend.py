@@ -28,12 +28,17 @@ class HistoryError(UserError):
     """A history entry that names no catalog item, or more than one."""
 
 
-def resolve_history(entries: list[str], catalog: Catalog, where: str) -> list[str]:
-    """The item ids of a history's entries (item id, SID or exact title), or a HistoryError naming
-    every entry that names no item or, for a title shared by several items, more than one."""
+def ids_by_title(catalog: Catalog) -> dict[str, list[str]]:
+    """Title -> the ids of the items that carry it (built once for all histories)."""
     by_title: dict[str, list[str]] = {}
     for it in catalog.items:
         by_title.setdefault(it.title, []).append(it.item_id)
+    return by_title
+
+
+def resolve_history(entries: list[str], catalog: Catalog, where: str, by_title: dict[str, list[str]]) -> list[str]:
+    """The item ids of a history's entries (item id, SID or exact title), or a HistoryError naming
+    every entry that names no item or, for a title shared by several items, more than one."""
     ids, bad = [], []
     for e in entries:
         e = str(e)
@@ -54,8 +59,9 @@ def resolve_history(entries: list[str], catalog: Catalog, where: str) -> list[st
 
 def read_histories(args, catalog: Catalog) -> list[list[str]]:
     """Histories from --history, or one JSON object {"history": [...]} per line of --input."""
+    by_title = ids_by_title(catalog)
     if args.history:
-        return [resolve_history(args.history, catalog, "--history")]
+        return [resolve_history(args.history, catalog, "--history", by_title)]
     stream = sys.stdin if args.input == "-" else open(args.input, encoding="utf-8")
     name = "<stdin>" if args.input == "-" else args.input
     out = []
@@ -70,7 +76,7 @@ def read_histories(args, catalog: Catalog) -> list[list[str]]:
                 raise HistoryError(f"{name}, line {n}: expected a JSON object {{\"history\": [...]}}") from None
             if not isinstance(history, list) or not history:
                 raise HistoryError(f"{name}, line {n}: \"history\" must be a non-empty list")
-            out.append(resolve_history(history, catalog, f"{name}, line {n}"))
+            out.append(resolve_history(history, catalog, f"{name}, line {n}", by_title))
     if not out:
         raise HistoryError(f"{name}: no histories")
     return out

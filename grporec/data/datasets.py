@@ -152,15 +152,18 @@ class EvalSidDataset(PromptDataset):
 # ---------------------------------------------------------------------------------------- SFT
 
 
+def _sft_next_item(h: tuple[str, ...]) -> str:
+    """MiniOneRec's SFT next-item prompt: the preamble, then the RL wording of the history."""
+    return P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.sid_history_input(h))
+
+
 class SftSidDataset(PromptDataset):
     """SFT: SID history -> next SID, with the preamble."""
 
     task = "sft_sid_history"
 
     def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False):
-        super().__init__(_history_samples(
-            rows, max_history, _next_item(compact, lambda h: P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.sid_history_input(h))),
-            self.task))
+        super().__init__(_history_samples(rows, max_history, _next_item(compact, _sft_next_item), self.task))
 
 
 class SftSuffixDataset(PromptDataset):
@@ -175,10 +178,9 @@ class SftSuffixDataset(PromptDataset):
     task = "sft_sid_suffix"
 
     def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False):
-        prompt_of = _next_item(compact, lambda h: P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.sid_history_input(h)))
         suffixes = [Interaction(r.user_id, r.history_titles[-j:], r.history_ids[-j:], h[-j:], r.item_title, r.item_id, r.item_sid)
                     for r in rows for h in [_last(r.history_sids, max_history)] for j in range(len(h) - 1, 0, -1)]
-        super().__init__(_history_samples(suffixes, max_history, prompt_of, self.task))
+        super().__init__(_history_samples(suffixes, max_history, _next_item(compact, _sft_next_item), self.task))
 
 
 class SftTitle2SidDataset(PromptDataset):
