@@ -1,12 +1,20 @@
 """Checkpoints that resume exactly, written so that a crash never leaves a half checkpoint.
 
-A checkpoint is `<output_dir>/checkpoints/step-NNNNNNN/` holding the policy in HF format
-(`policy/`: safetensors, config, tokenizer; loadable by `from_pretrained` and the evaluator),
-the reference model when it has been synced away from the initial model (`reference/`), the
-optimizer, scheduler, RNG and data-order state (`trainer_state.pt`), and the resolved config.
-It is written to a temporary directory and renamed into place (atomic on one filesystem), so
-the newest complete checkpoint is always loadable; the oldest beyond `keep` are deleted.
-Under FSDP every rank takes part in gathering full state dicts; rank 0 writes.
+A checkpoint is `<output_dir>/checkpoints/step-NNNNNNN/` holding
+- `policy/`: the policy in HF format (safetensors, config, tokenizer), for `from_pretrained`, the
+  evaluator and sharing; under FSDP gathered once, onto rank 0, which writes it;
+- `state/`: what resuming needs of the tensors, in `torch.distributed.checkpoint` (DCP) format:
+  the policy, the optimizer and (once synced away from the initial model) the reference. Every
+  rank writes its own shards, in parallel, and reads back only what its shards need, so neither
+  the optimizer nor the reference is ever gathered onto one rank; DCP reshards on loading, so a
+  checkpoint written by N ranks resumes on M (one process included);
+- `trainer_state.pt`: scheduler, RNG, data order and counters (small, no tensors of the model);
+- `config.yaml` and `run_id`.
+It is written to a temporary directory and renamed into place (atomic on one filesystem; under
+torchrun all ranks must see the same filesystem, as DCP requires), so the newest complete
+checkpoint is always loadable; the oldest of the writing run's beyond `keep` are deleted.
+Checkpoints of grporec before DCP (the optimizer in `trainer_state.pt`) are refused with a message
+(their `policy/` still starts a new run).
 """
 from __future__ import annotations
 
@@ -15,17 +23,20 @@ import os
 import random
 import re
 import shutil
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed.checkpoint as dcp
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.state_dict import (
     StateDictOptions,
     get_model_state_dict,
-    get_optimizer_state_dict,
+    get_state_dict,
     set_model_state_dict,
-    set_optimizer_state_dict,
+    set_state_dict,
 )
 
 from grporec.config import dump_config
@@ -33,6 +44,7 @@ from grporec.dist import DistEnv, barrier
 from grporec.models.format import record_format
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
+STATE_DIR = "state"  # the DCP checkpoint of policy, optimizer and reference
 RUN_ID_FILE = "run_id"  # in each checkpoint: which run wrote it (pruning removes only the writing run's own)
 _FULL = StateDictOptions(full_state_dict=True, cpu_offload=True)
 
@@ -80,7 +92,10 @@ def set_rng_state(state: dict) -> None:
 
 
 def _disk_full(e: BaseException) -> bool:
-    """True for the errors a full disk raises: ENOSPC, or torch's zip writer failing mid-file."""
+    """True for the errors a full disk raises: ENOSPC, or torch's zip writer failing mid-file (also
+    when DCP reports them, wrapped, from any rank's writer)."""
+    if isinstance(e, CheckpointException):
+        return any(_disk_full(f[0] if isinstance(f, tuple) else f) for f in e.failures.values())
     if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
         return True
     text = str(e)
@@ -92,7 +107,7 @@ def _cleanup_on_failure(tmp: Path, final: Path, env: DistEnv):
     """Remove the partial temporary directory if writing fails; say plainly when the disk is full."""
     try:
         yield
-    except (OSError, RuntimeError) as e:
+    except (OSError, RuntimeError, CheckpointException) as e:  # DCP's is a BaseException
         if env.is_main:
             shutil.rmtree(tmp, ignore_errors=True)
         if _disk_full(e):
@@ -101,6 +116,14 @@ def _cleanup_on_failure(tmp: Path, final: Path, env: DistEnv):
             full.errno = errno.ENOSPC
             raise full from e
         raise
+
+
+@contextmanager
+def _one_process_dcp():
+    """DCP warns on every save and load without a process group, the one-process case it supports."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+        yield
 
 
 def _remove(path: Path) -> None:
@@ -183,12 +206,11 @@ def save_checkpoint(
     barrier(env)
     with _cleanup_on_failure(tmp, final, env):
         save_hf(policy, tokenizer, tmp / "policy", env, cfg.data.prompt_format)
-        if reference is not None:
-            save_hf(reference, None, tmp / "reference", env)
-        optim_state = get_optimizer_state_dict(policy, optimizer, options=_FULL)
+        with _one_process_dcp():
+            dcp.save(sharded_state(policy, optimizer, reference), checkpoint_id=str(tmp / STATE_DIR), no_dist=not env.distributed)
         if env.is_main:
-            torch.save({"optimizer": optim_state, "scheduler": scheduler.state_dict(), "rng": rng_state(),
-                        "trainer": trainer_state, "step": step}, tmp / "trainer_state.pt")
+            torch.save({"scheduler": scheduler.state_dict(), "rng": rng_state(), "trainer": trainer_state, "step": step,
+                        "has_reference": reference is not None}, tmp / "trainer_state.pt")
             (tmp / "config.yaml").write_text(dump_config(cfg))
             if run_id is not None:
                 (tmp / RUN_ID_FILE).write_text(run_id + "\n")
@@ -205,30 +227,35 @@ def save_checkpoint(
     return final
 
 
-def load_checkpoint(path: str | Path, policy, optimizer, scheduler, reference=None) -> dict:
-    """Restore model, optimizer, scheduler and RNG state in place; returns the trainer state."""
-    from safetensors.torch import load_file
+def sharded_state(policy, optimizer, reference=None) -> dict:
+    """What DCP saves and loads: this rank's shards of the policy, optimizer and reference, keyed
+    by parameter name (so that any number of ranks reads it)."""
+    model_state, optimizer_state = get_state_dict(policy, optimizer)
+    state = {"policy": model_state, "optimizer": optimizer_state}
+    if reference is not None:
+        state["reference"] = get_model_state_dict(reference)
+    return state
 
+
+def load_checkpoint(path: str | Path, policy, optimizer, scheduler, reference=None) -> dict:
+    """Restore model, optimizer, scheduler and RNG state in place; returns the trainer state.
+
+    The reference is restored when the checkpoint holds one (it had been synced); otherwise it
+    stays the initial model it was loaded as. All ranks call this.
+    """
     path = Path(path)
     if not (path / "trainer_state.pt").is_file() or not (path / "policy").is_dir():
         raise FileNotFoundError(f"{path}: not a grporec checkpoint (no trainer_state.pt / policy/)")
-    set_model_state_dict(policy, _read_hf_weights(path / "policy", policy, load_file), options=StateDictOptions(full_state_dict=True))
-    if reference is not None and (path / "reference").is_dir():
-        set_model_state_dict(reference, _read_hf_weights(path / "reference", reference, load_file),
-                             options=StateDictOptions(full_state_dict=True))
+    if not (path / STATE_DIR).is_dir():
+        raise FileNotFoundError(f"{path}: written by a grporec before sharded checkpoints (no {STATE_DIR}/); resume it "
+                                f"with that version, or start a new run from its policy/ (model.path={path / 'policy'})")
     state = torch.load(path / "trainer_state.pt", weights_only=False)
-    set_optimizer_state_dict(policy, optimizer, state["optimizer"], options=StateDictOptions(full_state_dict=True))
+    tensors = sharded_state(policy, optimizer, reference if state["has_reference"] else None)
+    with _one_process_dcp():
+        dcp.load(tensors, checkpoint_id=str(path / STATE_DIR), no_dist=not torch.distributed.is_initialized())
+    set_state_dict(policy, optimizer, model_state_dict=tensors["policy"], optim_state_dict=tensors["optimizer"])
+    if "reference" in tensors:
+        set_model_state_dict(reference, tensors["reference"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     return state["trainer"]
-
-
-def _read_hf_weights(directory: Path, model, load_file) -> dict:
-    """The safetensors weights of an HF directory, with tied weights filled in under both names."""
-    weights = {}
-    for f in sorted(directory.glob("*.safetensors")):
-        weights.update(load_file(str(f)))
-    expected = model.state_dict().keys()  # same names on every rank, sharded or not
-    if "lm_head.weight" in expected and "lm_head.weight" not in weights and "model.embed_tokens.weight" in weights:
-        weights["lm_head.weight"] = weights["model.embed_tokens.weight"]  # tied, saved once
-    return weights

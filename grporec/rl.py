@@ -21,6 +21,7 @@ from grporec.errors import SettingsError
 from grporec.logprobs import completion_logps
 from grporec.loss import grpo_loss
 from grporec.loss.advantage import pooled_std
+from grporec.models.placement import place
 from grporec.models.policy import load_policy
 from grporec.models.format import PromptFormat, check_recorded_format
 from grporec.models.tokenizer import check_sid_tokenizer
@@ -56,16 +57,17 @@ def load_models(cfg: Config, catalog: Catalog, env: dist.DistEnv):
     Training keeps fp32 master weights; on CUDA the compute is bf16 (FSDP's mixed precision,
     or autocast in one process). The reference is never loaded when beta = 0.
     """
-    policy, tokenizer = load_policy(cfg.model.path, "float32", env.device)
+    def read():
+        return load_policy(cfg.model.path, "float32")
+
+    policy, tokenizer = place(read, env, cfg.train.mixed_precision)
     check_recorded_format(cfg.model.path, cfg.data.prompt_format)
     check_sid_tokenizer(tokenizer, catalog.sids, source=cfg.model.path)
     policy.config.use_cache = False
-    policy = dist.shard(policy, env, cfg.train.mixed_precision)
     reference = None
     if cfg.rl.beta != 0:
-        reference, _ = load_policy(cfg.model.path, "float32", env.device)
+        reference, _ = place(read, env, cfg.train.mixed_precision, reshard_after_forward=True)
         reference.requires_grad_(False).eval()
-        reference = dist.shard(reference, env, cfg.train.mixed_precision, reshard_after_forward=True)
     return policy, reference, tokenizer
 
 

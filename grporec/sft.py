@@ -27,6 +27,7 @@ from grporec.data.load import load_data_catalog, load_split
 from grporec.data.stream import SampleStream
 from grporec.decode.rollout import forward_kwargs, left_pad, positions
 from grporec.errors import SettingsError, TrainingError
+from grporec.models.placement import place
 from grporec.models.policy import extend_policy, load_policy
 from grporec.models.tiny import build_tiny_for_data
 from grporec.models.format import PromptFormat, format_for
@@ -58,14 +59,17 @@ def build_sft_dataset(cfg: Config, catalog: Catalog) -> D.MixedDataset:
 
 def init_model(cfg: Config, catalog: Catalog, env: dist.DistEnv):
     """The model SFT starts from: the tiny from-scratch one, or an HF base model extended with SID tokens."""
-    if cfg.sft.init == "tiny":
-        model, tokenizer = build_tiny_for_data(cfg)
-    else:
+    def build():
+        if cfg.sft.init == "tiny":
+            return build_tiny_for_data(cfg)
         model, tokenizer = load_policy(cfg.sft.init, "float32", key="sft.init")
         extend_policy(model, tokenizer, catalog.sid_tokens, cfg.model.pad_vocab_to_multiple_of)
         check_sid_tokenizer(tokenizer, catalog.sids, source=cfg.sft.init)
+        return model, tokenizer
+
+    model, tokenizer = place(build, env, cfg.sft.train.mixed_precision)  # under torchrun: built on rank 0 only
     model.config.use_cache = False
-    return dist.shard(model.to(env.device), env, cfg.sft.train.mixed_precision), tokenizer
+    return model, tokenizer
 
 
 def encode(fmt: PromptFormat, samples: list[D.Sample], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -81,6 +81,19 @@ def params(model_dir_or_model) -> dict:
     return {k: v.detach().clone() for k, v in m.state_dict().items()}
 
 
+def reference_params(checkpoint: Path) -> dict:
+    """The synced reference a checkpoint holds (in its DCP `state/`), read in one process."""
+    import torch.distributed.checkpoint as dcp
+
+    import warnings
+
+    state = {"reference": params(Path(checkpoint) / "policy")}  # same names and shapes as the policy
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DCP warns that it reads in one process, as asked
+        dcp.load(state, checkpoint_id=str(Path(checkpoint) / "state"), no_dist=True)
+    return state["reference"]
+
+
 def subprocess_env() -> dict:
     """The environment for running grporec as a subprocess: this checkout importable, one CPU thread."""
     return dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), OMP_NUM_THREADS="1")

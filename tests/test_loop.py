@@ -12,7 +12,7 @@ from grporec.config import load_config
 from grporec.models.policy import PolicyError, load_policy
 from grporec.models.tokenizer import TokenizerError
 
-from conftest import ENV, ROOT, params, tiny_loop_cfg
+from conftest import ENV, ROOT, params, reference_params, tiny_loop_cfg
 
 GOLDEN = ROOT / "tests" / "golden" / "tiny_grpo.json"
 
@@ -113,8 +113,8 @@ def test_reference_sync_and_its_checkpoint(tiny_cfg, tiny_model_dir, tmp_path):
     cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=2", "rl.ref_sync_steps=2")
     result = loop.train(cfg, ENV)
     ckpt = result["checkpoint"]
-    assert (ckpt / "reference").is_dir()  # the reference moved away from the initial model
-    init, pol, ref = params(tiny_model_dir), params(ckpt / "policy"), params(ckpt / "reference")
+    assert torch.load(ckpt / "trainer_state.pt", weights_only=False)["has_reference"]  # moved away from the initial model
+    init, pol, ref = params(tiny_model_dir), params(ckpt / "policy"), reference_params(ckpt)
     for k in init:  # ref = 0.6 * policy + 0.4 * initial (one sync, the reference was initial until then)
         torch.testing.assert_close(ref[k], 0.6 * pol[k] + 0.4 * init[k], atol=1e-6, rtol=1e-5)
 

@@ -4,7 +4,7 @@ import torch
 
 from grporec.checkpoint import latest_checkpoint
 from grporec.config import dump_config
-from conftest import params, run_loop, sigterm_after_steps, step_lines, tiny_loop_cfg
+from conftest import params, reference_params, run_loop, sigterm_after_steps, step_lines, tiny_loop_cfg
 
 
 def test_sigterm_writes_a_checkpoint_and_exits_zero(tiny_cfg, tiny_model_dir, tmp_path):
@@ -37,8 +37,8 @@ def test_torchrun_two_ranks_matches_one_process(tiny_cfg, tiny_model_dir, tmp_pa
                 assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-8), (other, k, a[k], b[k])
         p1 = params(latest_checkpoint(tmp_path / "one") / "policy")
         p2 = params(latest_checkpoint(tmp_path / other) / "policy")
-        r1 = params(latest_checkpoint(tmp_path / "one") / "reference")
-        r2 = params(latest_checkpoint(tmp_path / other) / "reference")
+        r1 = reference_params(latest_checkpoint(tmp_path / "one"))
+        r2 = reference_params(latest_checkpoint(tmp_path / other))
         for k in p1:
             torch.testing.assert_close(p2[k], p1[k], atol=1e-5, rtol=1e-5)
             torch.testing.assert_close(r2[k], r1[k], atol=1e-5, rtol=1e-5)

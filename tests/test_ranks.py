@@ -84,3 +84,89 @@ def test_the_resume_point_is_rank_0s_on_every_rank(tmp_path):
     expected = str(tmp_path / "rank0" / "checkpoints" / "step-0000002")
     assert [(tmp_path / f"choice{r}.txt").read_text() for r in (0, 1)] == [expected, expected]
     assert os.path.basename(expected) == "step-0000002"
+
+
+def test_a_sharded_checkpoint_of_two_ranks_resumes_exactly_on_two_and_on_one(tiny_cfg, tiny_model_dir, tmp_path):
+    """Item 10. Each rank writes its own shards of policy, optimizer and (synced) reference with
+    DCP, nothing gathered but the HF policy. Stopped after step 2 and resumed on 2 ranks, the run
+    is bit-identical to the uninterrupted 2-rank run; resumed in one process (DCP reshards), it
+    matches to the 2 ranks == 1 process tolerance of test_loop_processes (1e-5)."""
+    import shutil
+
+    import pytest
+    import torch
+
+    from grporec.checkpoint import latest_checkpoint
+    from conftest import params, reference_params, run_loop
+
+    def cfg(name, *extra):
+        return tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / name, "train.max_steps=4", "rl.ref_sync_steps=1", *extra)
+
+    full = run_loop(cfg("full"), 2, 29533)
+    assert len(run_loop(cfg("part", "train.stop_after=2"), 2, 29534)) == 2
+    ckpt = latest_checkpoint(tmp_path / "part")
+    assert sorted(p.name for p in (ckpt / "state").iterdir()) == [".metadata", "__0_0.distcp", "__1_0.distcp"]
+    assert "optimizer" not in torch.load(ckpt / "trainer_state.pt", weights_only=False)  # not gathered onto rank 0
+    shutil.copytree(tmp_path / "part", tmp_path / "one")
+    on_two = run_loop(cfg("part"), 2, 29535)  # train.resume=auto
+    on_one = run_loop(cfg("one"))
+    last = {name: latest_checkpoint(tmp_path / name) for name in ("full", "part", "one")}
+    assert [r["step"] for r in on_two] == [r["step"] for r in on_one] == [1, 2, 3, 4]
+    for a, b in zip(full, on_two):
+        assert (b["loss"], b["reward"], b["kl"]) == (a["loss"], a["reward"], a["kl"])
+    for a, b in zip(full, on_one):
+        for k in ("loss", "reward", "kl"):
+            assert b[k] == pytest.approx(a[k], rel=1e-5, abs=1e-8), (k, a, b)
+    p_full, p_two, p_one = (params(last[n] / "policy") for n in ("full", "part", "one"))
+    r_full, r_two, r_one = (reference_params(last[n]) for n in ("full", "part", "one"))
+    for k in p_full:
+        assert torch.equal(p_two[k], p_full[k]) and torch.equal(r_two[k], r_full[k]), k
+        torch.testing.assert_close(p_one[k], p_full[k], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(r_one[k], r_full[k], atol=1e-5, rtol=1e-5)
+
+
+PLACE_PROBE = '''
+import sys
+from pathlib import Path
+
+import torch
+from grporec import dist
+from grporec.models.placement import place
+from grporec.models.policy import load_policy
+
+out, model_dir = Path(sys.argv[1]), sys.argv[2]
+env = dist.setup()
+
+
+def build():
+    (out / f"built-on-rank{env.rank}").touch()
+    return load_policy(model_dir)
+
+
+model, tokenizer = place(build, env, mixed_precision=False)
+ids = torch.tensor([[5, 9, 13, 2, 7]])
+torch.save({"logits": model(ids).logits.detach(), "vocab": len(tokenizer)}, out / f"rank{env.rank}.pt")
+dist.teardown()
+'''
+
+
+def test_under_torchrun_only_rank_0_reads_the_weights_and_every_shard_gets_them(tiny_model_dir, tmp_path):
+    """Item 10, loading. Rank 1 builds the model on the meta device and receives its shards from
+    rank 0 (before the fix every rank read the full model): only rank 0 ran `build`, and the sharded
+    model computes the logits of the model read in one process, on both ranks, rotary buffers
+    included (they are not in the state dict)."""
+    import torch
+
+    from grporec.models.policy import load_policy
+
+    (tmp_path / "probe.py").write_text(PLACE_PROBE)
+    procs = launch_two_ranks([str(tmp_path / "probe.py"), str(tmp_path), str(tiny_model_dir)], ROOT, 29536)
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert sorted(p.name for p in tmp_path.glob("built-on-*")) == ["built-on-rank0"]
+    model, tokenizer = load_policy(tiny_model_dir)
+    expected = model(torch.tensor([[5, 9, 13, 2, 7]])).logits.detach()
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert got["vocab"] == len(tokenizer)
+        torch.testing.assert_close(got["logits"], expected, atol=1e-6, rtol=1e-6)

@@ -49,6 +49,20 @@ def test_resuming_an_earlier_checkpoint_sets_the_later_ones_aside(tiny_cfg, tiny
     assert sorted(p.name for p in (aside / "checkpoints").iterdir()) == ["step-0000003", "step-0000004"]
 
 
+def test_a_checkpoint_without_its_sharded_state_is_refused_by_name(tiny_cfg, tiny_model_dir, tmp_path):
+    """Item 10: resuming reads policy and optimizer from the DCP `state/`; a checkpoint without one
+    (from a grporec before it) is refused with the way out, and the run's checkpoints stay."""
+    import shutil
+
+    out = tmp_path / "run"
+    loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, out, "train.max_steps=1"), ENV)
+    shutil.rmtree(out / "checkpoints" / "step-0000001" / "state")
+    with pytest.raises(FileNotFoundError, match=r"step-0000001: written by a grporec before sharded checkpoints \(no state/\); "
+                                                r"resume it with that version, or start a new run from its policy/"):
+        loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, out, "train.max_steps=2"), ENV)
+    assert (out / "checkpoints" / "step-0000001" / "policy").is_dir()
+
+
 def test_raising_max_steps_on_resume_keeps_the_schedule(tiny_cfg, tiny_model_dir, tmp_path, capsys):
     """Item 5. A 4-step run (warmup ceil(0.25 x 4) = 1 step, cosine to 0 at step 4) stopped after 2
     steps, resumed with train.max_steps=6: step 3 must use the 4-step curve's rate,
