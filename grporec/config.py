@@ -180,6 +180,9 @@ class TrainConfig:
     max_bad_steps: int = 5  # consecutive non-finite steps before the run stops
     stop_after: int = 0  # checkpoint and exit after this many steps of this session (0: run to the end); for time-limited jobs
     mixed_precision: bool = True  # CUDA: bf16 compute, fp32 master weights and reductions
+    # Recompute each decoder layer's activations in the backward instead of keeping them: the policy
+    # update's activation memory drops to about one layer's, for about one more forward of compute.
+    gradient_checkpointing: bool = False
     progress: bool = True  # tqdm progress bar (shown only on a terminal)
     # Where step metrics go: metrics.jsonl always (the source of truth); "tensorboard" adds a SummaryWriter
     # under <output_dir>/tensorboard (pip install tensorboard), so `tensorboard --logdir runs/` works.

@@ -22,6 +22,7 @@ from grporec.logprobs import completion_logps
 from grporec.loss import grpo_loss
 from grporec.loss.advantage import pooled_std
 from grporec.models.placement import place
+from grporec.models.recompute import enable_activation_checkpointing
 from grporec.models.policy import load_policy
 from grporec.models.format import PromptFormat, check_recorded_format
 from grporec.models.tokenizer import check_sid_tokenizer
@@ -64,6 +65,8 @@ def load_models(cfg: Config, catalog: Catalog, env: dist.DistEnv):
     check_recorded_format(cfg.model.path, cfg.data.prompt_format)
     check_sid_tokenizer(tokenizer, catalog.sids, source=cfg.model.path)
     policy.config.use_cache = False
+    if cfg.train.gradient_checkpointing:
+        enable_activation_checkpointing(policy)
     reference = None
     if cfg.rl.beta != 0:
         reference, _ = place(read, env, cfg.train.mixed_precision, reshard_after_forward=True)

@@ -28,6 +28,7 @@ from grporec.data.stream import SampleStream
 from grporec.decode.rollout import forward_kwargs, left_pad, positions
 from grporec.errors import SettingsError, TrainingError
 from grporec.models.placement import place
+from grporec.models.recompute import enable_activation_checkpointing
 from grporec.models.policy import extend_policy, load_policy
 from grporec.models.tiny import build_tiny_for_data
 from grporec.models.format import PromptFormat, format_for
@@ -69,6 +70,8 @@ def init_model(cfg: Config, catalog: Catalog, env: dist.DistEnv):
 
     model, tokenizer = place(build, env, cfg.sft.train.mixed_precision)  # under torchrun: built on rank 0 only
     model.config.use_cache = False
+    if cfg.sft.train.gradient_checkpointing:
+        enable_activation_checkpointing(model)
     return model, tokenizer
 
 

@@ -53,7 +53,9 @@ def test_torchrun_two_ranks_matches_one_process(tiny_cfg, tiny_model_dir, tmp_pa
     # issue 20, item 2: the std of the whole global batch, all-reduced, not each rank's own
     (["rl.scale_rewards=batch"], 29522),
     (["rl.scale_rewards=batch", "rl.advantage=sibling"], 29523),
-], ids=["sibling", "nll_coef", "beam_sample", "batch_std", "batch_std_sibling"])
+    # issue 22: activation checkpointing inside FSDP2's per-layer hooks (test_recompute: == without it)
+    (["train.gradient_checkpointing=true"], 29524),
+], ids=["sibling", "nll_coef", "beam_sample", "batch_std", "batch_std_sibling", "grad_ckpt"])
 def test_issue14_switches_two_ranks_match_one_process(tiny_cfg, tiny_model_dir, tmp_path, variant, port):
     """Sibling advantages are per group, the NLL anchor is a per-row loss term and beam sampling's
     noise is per decode batch: 2 gloo ranks (FSDP2) give one process's losses and parameters."""
