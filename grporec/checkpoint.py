@@ -42,6 +42,7 @@ from torch.distributed.checkpoint.state_dict import (
 from grporec.config import dump_config
 from grporec.dist import DistEnv, barrier
 from grporec.models.format import record_format
+from grporec.models.lora import save_adapter, split_for_saving
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
 STATE_DIR = "state"  # the DCP checkpoint of policy, optimizer and reference
@@ -143,12 +144,15 @@ def save_hf(model: torch.nn.Module, tokenizer, out: Path, env: DistEnv, prompt_f
     """
     state = get_model_state_dict(model, options=_FULL)
     if env.is_main:
+        state, adapter, adapter_config = split_for_saving(model, state)  # LoRA: merged, and the adapter alone
         training_value = model.config.use_cache
         model.config.use_cache = True
         try:
             model.save_pretrained(str(out), state_dict=state, safe_serialization=True)
         finally:
             model.config.use_cache = training_value
+        if adapter is not None:
+            save_adapter(out / "adapter", adapter, adapter_config)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(out))
         if prompt_format is not None:

@@ -72,6 +72,21 @@ class TinyModelConfig:
 
 
 @dataclass
+class LoraConfig:
+    """LoRA: train low-rank adapters and the SID token rows instead of the whole model (SFT and GRPO)."""
+
+    rank: int = 0  # adapter rank r (0: no LoRA, every parameter trains)
+    alpha: float = 16.0  # the update is scaled by alpha / rank
+    dropout: float = 0.0  # dropout on the adapters' input during training
+    # Linear layers of the decoder layers that get adapters, by attribute name (q_proj, v_proj, ...), or
+    # ["all-linear"]: every one of them (the output head is never adapted: its SID rows train instead)
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    # Train the SID tokens' rows of the input embedding and output head (the rest of the vocabulary stays
+    # frozen). SFT needs them (a pretrained model's SID rows are new); GRPO from an SFT model can keep them.
+    sid_rows: bool = True
+
+
+@dataclass
 class ModelConfig:
     """The policy: an HF causal LM in a local directory, or a tiny one built from scratch."""
 
@@ -81,6 +96,7 @@ class ModelConfig:
     # (GPU matmuls prefer it); padded rows are never generated (not in the SID trie; suppressed for HF generate). 1: none.
     pad_vocab_to_multiple_of: int = 64
     tiny: TinyModelConfig = field(default_factory=TinyModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
 
 
 @dataclass

@@ -21,6 +21,7 @@ from grporec.errors import SettingsError
 from grporec.logprobs import completion_logps
 from grporec.loss import grpo_loss
 from grporec.loss.advantage import pooled_std
+from grporec.models.lora import AdaptersOff, check_lora, lora_for
 from grporec.models.placement import place
 from grporec.models.recompute import enable_activation_checkpointing
 from grporec.models.policy import load_policy
@@ -58,17 +59,22 @@ def load_models(cfg: Config, catalog: Catalog, env: dist.DistEnv):
     Training keeps fp32 master weights; on CUDA the compute is bf16 (FSDP's mixed precision,
     or autocast in one process). The reference is never loaded when beta = 0.
     """
+    lora = cfg.model.lora
+    check_lora(lora, rl_reference_sync=cfg.rl.beta != 0 and cfg.rl.sync_ref_model)
+
     def read():
         return load_policy(cfg.model.path, "float32")
 
-    policy, tokenizer = place(read, env, cfg.train.mixed_precision)
+    policy, tokenizer = place(read, env, cfg.train.mixed_precision, prepare=lora_for(lora, catalog.sid_tokens))
     check_recorded_format(cfg.model.path, cfg.data.prompt_format)
     check_sid_tokenizer(tokenizer, catalog.sids, source=cfg.model.path)
     policy.config.use_cache = False
     if cfg.train.gradient_checkpointing:
         enable_activation_checkpointing(policy)
     reference = None
-    if cfg.rl.beta != 0:
+    if cfg.rl.beta != 0 and lora.rank > 0:
+        reference = AdaptersOff(policy)  # the SFT model the adapters start from: no second model
+    elif cfg.rl.beta != 0:
         reference, _ = place(read, env, cfg.train.mixed_precision, reshard_after_forward=True)
         reference.requires_grad_(False).eval()
     return policy, reference, tokenizer

@@ -27,6 +27,7 @@ from grporec.data.load import load_data_catalog, load_split
 from grporec.data.stream import SampleStream
 from grporec.decode.rollout import forward_kwargs, left_pad, positions
 from grporec.errors import SettingsError, TrainingError
+from grporec.models.lora import check_lora, lora_for
 from grporec.models.placement import place
 from grporec.models.recompute import enable_activation_checkpointing
 from grporec.models.policy import extend_policy, load_policy
@@ -68,7 +69,9 @@ def init_model(cfg: Config, catalog: Catalog, env: dist.DistEnv):
         check_sid_tokenizer(tokenizer, catalog.sids, source=cfg.sft.init)
         return model, tokenizer
 
-    model, tokenizer = place(build, env, cfg.sft.train.mixed_precision)  # under torchrun: built on rank 0 only
+    check_lora(cfg.model.lora)
+    model, tokenizer = place(build, env, cfg.sft.train.mixed_precision,  # under torchrun: built on rank 0 only
+                             prepare=lora_for(cfg.model.lora, catalog.sid_tokens))
     model.config.use_cache = False
     if cfg.sft.train.gradient_checkpointing:
         enable_activation_checkpointing(model)

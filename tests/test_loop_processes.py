@@ -55,7 +55,9 @@ def test_torchrun_two_ranks_matches_one_process(tiny_cfg, tiny_model_dir, tmp_pa
     (["rl.scale_rewards=batch", "rl.advantage=sibling"], 29523),
     # issue 22: activation checkpointing inside FSDP2's per-layer hooks (test_recompute: == without it)
     (["train.gradient_checkpointing=true"], 29524),
-], ids=["sibling", "nll_coef", "beam_sample", "batch_std", "batch_std_sibling", "grad_ckpt"])
+    # issue 22: LoRA adapters and SID rows sharded with the frozen base, the reference = adapters off
+    (["model.lora.rank=4", "rl.sync_ref_model=false", "train.lr=1e-2"], 29525),
+], ids=["sibling", "nll_coef", "beam_sample", "batch_std", "batch_std_sibling", "grad_ckpt", "lora"])
 def test_issue14_switches_two_ranks_match_one_process(tiny_cfg, tiny_model_dir, tmp_path, variant, port):
     """Sibling advantages are per group, the NLL anchor is a per-row loss term and beam sampling's
     noise is per decode batch: 2 gloo ranks (FSDP2) give one process's losses and parameters."""

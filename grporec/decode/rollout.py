@@ -142,7 +142,7 @@ def forward_kwargs(model: torch.nn.Module, cache=None, keep_last: int | None = N
     The KV cache goes in as `cache` (transformers >= 5.2x) or `past_key_values` (older releases);
     `logits_to_keep` is passed only where the model accepts it (otherwise all positions come back).
     """
-    params = _forward_params(type(model))
+    params = _forward_params(type(getattr(model, "wrapped", model)))  # a view of a model (LoRA's reference) names it
     kwargs = {}
     if cache is not None:
         kwargs["cache" if "cache" in params else "past_key_values"] = cache

@@ -17,20 +17,24 @@ from grporec import dist
 
 
 def place(build: Callable[[], tuple[PreTrainedModel, object]], env: dist.DistEnv, mixed_precision: bool,
-          reshard_after_forward: bool = True) -> tuple[PreTrainedModel, object]:
+          reshard_after_forward: bool = True, prepare: Callable | None = None) -> tuple[PreTrainedModel, object]:
     """(model, tokenizer) from `build()`, on this run's device, sharded when distributed.
 
     `build` runs on rank 0 only under torchrun (in one process, there); its tokenizer, model
-    config and generation config are sent to the other ranks.
+    config and generation config are sent to the other ranks. `prepare(model, tokenizer)` changes
+    the model's modules before sharding (LoRA adapters), on every rank alike.
     """
+    prepare = prepare or (lambda model, tokenizer: model)
     if not env.distributed:
         model, tokenizer = build()
-        return model.to(env.device), tokenizer
+        return prepare(model, tokenizer).to(env.device), tokenizer
     full, tokenizer = build() if env.is_main else (None, None)
+    if env.is_main:
+        full = prepare(full, tokenizer)
     config, generation, tokenizer, dtype = dist.broadcast_object(
         (full.config, full.generation_config, tokenizer, full.dtype) if env.is_main else None, env)
     with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        model = prepare(AutoModelForCausalLM.from_config(config, dtype=dtype), tokenizer)
     model.generation_config = generation  # rank 0 saves it; the same on every rank all the same
     dist.shard(model, env, mixed_precision, reshard_after_forward)
     model.to_empty(device=env.device)
