@@ -80,7 +80,7 @@ def config_parser(prog: str, description: str, example: str, config_required: bo
 def add_config_arguments(ap: argparse.ArgumentParser, config_required: bool = True) -> argparse.ArgumentParser:
     """Add --config, --threads, --debug and the trailing overrides to a parser (after its own positionals)."""
     ap.add_argument("--config", required=config_required, metavar="FILE",
-                    help="YAML run configuration (see configs/ and the README's configuration tables)")
+                    help="YAML run configuration (see configs/ and docs/configuration.md)")
     ap.add_argument("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: all cores)")
     ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     ap.add_argument("overrides", nargs="*", metavar="section.key=value", help=OVERRIDES_HELP)

@@ -146,7 +146,7 @@ class RLConfig:
     # constrained beam search, stochastic beam search (HF's beam sampling, at rl.temperature), sampling, dynamic sampling
     rollout: Literal["beam", "beam_sample", "sample", "dynamic"] = "beam"
     # Ground-truth injection: a group whose G completions miss the prompt's own target gets the target in
-    # place of its lowest-ranked completion, so every group has a hit (an off-policy row; see README).
+    # place of its lowest-ranked completion, so every group has a hit (an off-policy row; see docs/results.md).
     add_gt: bool = False
     temperature: float = 1.0  # sampling temperature (also divides the logits of the loss's log-probs when sampling)
     beta: float = 1e-3  # KL coefficient; 0 disables the reference model entirely
@@ -211,7 +211,7 @@ class EvalConfig:
 
     test_beams: int = 20  # beams during training; `python -m grporec.evaluate --beams` for the final run
     # "eval": MiniOneRec's evaluation prompt (the published numbers' wording); "sft": the SFT next-item
-    # prompt. A model trained from scratch knows only the wordings it was trained on (see README).
+    # prompt. A model trained from scratch knows only the wordings it was trained on (see docs/evaluation.md).
     prompt_style: Literal["eval", "sft"] = "eval"
     max_rows: int = -1  # evaluate on the first N rows only (-1: all)
     batch_prompts: int = 8  # prompts decoded together

@@ -89,10 +89,10 @@ def test_register_reward_adds_a_name_for_forks():
         REWARDS.pop("first_row")
 
 
-def test_the_readme_example_reward_works(tmp_path, monkeypatch):
+def test_the_documented_example_reward_works(tmp_path, monkeypatch):
     from conftest import ROOT
 
-    text = (ROOT / "README.md").read_text()
+    text = (ROOT / "docs" / "variants.md").read_text()
     code = text.split("# my_rewards.py\n", 1)[1].split("```", 1)[0]
     (tmp_path / "readme_rewards.py").write_text(code)  # its own name: my_rewards is already imported above
     monkeypatch.syspath_prepend(str(tmp_path))
