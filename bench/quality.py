@@ -60,6 +60,10 @@ VARIANTS: dict[str, list[str]] = {
     "beam_sample": ["rl.rollout=beam_sample"],  # MiniOneRec's recipe with stochastic beams (T = 1)
     # issue 19: the Markov chain as a teacher reward beside the recommended recipe's exact-hit and prefix rewards
     "add_gt+rule_prefix+sample+markov": ["reward.names=[rule,prefix,markov]", "rl.rollout=sample", "rl.add_gt=true"],
+    # issue 22: the recommended recipe with LoRA (rank 16, all linear layers, SID rows) at a LoRA-sized lr; its
+    # reference is the SFT model with the adapters off (the full recipe's never syncs within 400 steps either)
+    "add_gt+rule_prefix+sample+lora": ["reward.names=[rule,prefix]", "rl.rollout=sample", "rl.add_gt=true",
+                                       "model.lora.rank=16", "rl.sync_ref_model=false", "train.lr=2e-3"],
 }
 METRICS = ("hr@1", "hr@5", "hr@10", "hr@20", "ndcg@5", "ndcg@10", "ndcg@20")
 PAIRED = (("ndcg", 10), ("hr", 10), ("hr", 20))

@@ -37,8 +37,10 @@ from grporec.models.format import build_format
 from grporec.optim import build_optimizer, guarded_step, resumed_schedule
 from grporec.resume import check_resumable, decide_start, new_run_id, set_aside_superseded
 from grporec.rewards import RewardInputs, resolve_rewards
-from grporec.rl import (batch_reward_std, build_rewards, build_rl_dataset, generate, level_codes, load_models, logps_of,
-                        make_micro_batches, policy_backward, rollout_metrics, check_one_sid_length, sync_reference)
+from grporec.grpo.batches import add_logps, make_micro_batches
+from grporec.grpo.rollout import check_one_sid_length, level_codes, roll_out, rollout_metrics
+from grporec.grpo.setup import build_rewards, build_rl_dataset, load_models
+from grporec.grpo.update import batch_reward_std, policy_backward, sync_reference
 from grporec.runlog import RunLog, check_report_to
 from grporec.stop import StopRequest
 
@@ -131,7 +133,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             # 1. this rank's prompts
             batch = stream.take(cfg.train.prompts_per_step)[env.rank * per_rank:(env.rank + 1) * per_rank]
             # 2. rollout
-            chunks = generate(policy, fmt, trie, batch, cfg, label_of, step, env.rank * per_rank, env)
+            chunks = roll_out(policy, fmt, trie, batch, cfg, label_of, step, env.rank * per_rank, env)
             times["rollout"] = time.perf_counter() - t0
             # 3. rewards and advantages
             t = time.perf_counter()
@@ -152,19 +154,21 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             else:  # one per completion [rows]
                 advantages, adv_metrics = group_advantages(reward, G, cfg.rl.scale_rewards, batch_std=std)
             times["reward"] = time.perf_counter() - t
-            # 4. reference (and, for several updates per rollout, old-policy) log-probs
+            batches = make_micro_batches(chunks, advantages, cfg)  # what grpo.update.micro_loss sees
+            # 4. reference (and, for several updates per rollout, old-policy) log-probs, into the micro-batches
             t = time.perf_counter()
-            ref_logps = logps_of(reference, chunks, cfg, env) if reference is not None else None
-            old_logps = logps_of(policy, chunks, cfg, env) if cfg.rl.num_iterations > 1 else None
+            if reference is not None:
+                add_logps(batches, reference, "ref_logps", cfg, env)
+            if cfg.rl.num_iterations > 1:
+                add_logps(batches, policy, "old_logps", cfg, env)
             times["reference"] = time.perf_counter() - t
             # 5. policy update(s)
             times["policy"] = times["optimizer"] = 0.0
-            batches = make_micro_batches(chunks, advantages, ref_logps, old_logps, cfg)  # what rl.micro_loss sees
             updates = []  # one record per optimizer step (rl.num_iterations of them)
             for it in range(cfg.rl.num_iterations):
                 lr = optimizer.param_groups[0]["lr"]  # the rate this optimizer step uses
                 t = time.perf_counter()
-                loss, loss_metrics, finite = policy_backward(policy, batches, cfg, env)  # rl.micro_loss on each
+                loss, loss_metrics, finite = policy_backward(policy, batches, cfg, env)  # grpo.update.micro_loss on each
                 times["policy"] += time.perf_counter() - t
                 t = time.perf_counter()
                 stepped, grad_norm = guarded_step(policy, optimizer, scheduler, cfg.train.max_grad_norm, finite)

@@ -1,13 +1,14 @@
-"""The extension point for loss variants: `rl.micro_loss(policy, mb, cfg)` and its MicroBatch record."""
+"""The extension point for loss variants: `grpo.update.micro_loss(policy, mb, cfg)` and its MicroBatch record."""
 import pytest
 import torch
 
-from grporec import loop, rl
+from grporec import loop
+from grporec.grpo import batches, update
 from conftest import ENV, tiny_loop_cfg
 
 
 def test_a_loss_variant_sees_targets_and_its_extra_metrics_are_logged(tiny_cfg, tiny_model_dir, tmp_path, monkeypatch):
-    real = rl.micro_loss
+    real = update.micro_loss
     seen = []
 
     def variant(policy, mb, cfg):
@@ -21,7 +22,7 @@ def test_a_loss_variant_sees_targets_and_its_extra_metrics_are_logged(tiny_cfg, 
         # a new metric: target tokens per prompt (3 SID tokens, newline, EOS = 5 in the tiny catalog)
         return loss, {**m, "target_tokens": mb.target_mask.sum() / len(mb.samples)}
 
-    monkeypatch.setattr(rl, "micro_loss", variant)
+    monkeypatch.setattr(update, "micro_loss", variant)
     cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=2", "rl.add_gt=true")
     history = loop.train(cfg, ENV)["history"]
     assert all(h["target_tokens"] == pytest.approx(5.0) for h in history)  # averaged over micro-batches and logged
@@ -31,13 +32,13 @@ def test_a_loss_variant_sees_targets_and_its_extra_metrics_are_logged(tiny_cfg, 
 
 def test_sibling_advantages_run_through_the_loop(tiny_cfg, tiny_model_dir, tmp_path, monkeypatch):
     seen = []
-    real = rl.micro_loss
+    real = update.micro_loss
 
     def spy(policy, mb, cfg):
         seen.append(tuple(mb.advantages.shape))
         return real(policy, mb, cfg)
 
-    monkeypatch.setattr(rl, "micro_loss", spy)
+    monkeypatch.setattr(update, "micro_loss", spy)
     cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=2", "rl.advantage=sibling")
     history = loop.train(cfg, ENV)["history"]
     assert all(len(s) == 2 and s[1] == 5 for s in seen)  # [rows, L]: one advantage per token (3 levels, newline, EOS)
@@ -65,10 +66,10 @@ def test_nll_anchor_rides_in_the_prompt_shared_forward(tiny_cfg):
     targets = torch.tensor([3, 5, 11])
     t_ids, t_mask = trie.path(targets)
     adv = torch.randn(len(PROMPTS) * G, generator=torch.Generator().manual_seed(0))
-    mb = rl.MicroBatch(ids, mask, r.completion_ids, r.completion_mask, [None] * 3, adv, None, None, t_ids, t_mask,
+    mb = batches.MicroBatch(ids, mask, r.completion_ids, r.completion_mask, [None] * 3, adv, None, None, t_ids, t_mask,
                        r.injected, 1.0)
     cfg = tiny_loop_cfg(tiny_cfg, "unused", "unused", "rl.beta=0.0", "rl.nll_coef=0.5")
-    loss, m = rl.micro_loss(model, mb, cfg)
+    loss, m = update.micro_loss(model, mb, cfg)
     plain = completion_logps(model, ids, mask, r.completion_ids, r.completion_mask)
     want_grpo, _ = grpo_loss(plain, None, adv, r.completion_mask, 0.0)
     tl = full_completion_logps(model, ids, mask, t_ids, t_mask)  # [3, L], one row per prompt
@@ -76,7 +77,7 @@ def test_nll_anchor_rides_in_the_prompt_shared_forward(tiny_cfg):
     torch.testing.assert_close(m["nll_target"], want_nll.detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(loss, want_grpo + 0.5 * want_nll, atol=1e-5, rtol=1e-5)
     # without the anchor: the plain GRPO loss, and no nll_target metric
-    loss0, m0 = rl.micro_loss(model, mb, replace(cfg, rl=replace(cfg.rl, nll_coef=0.0)))
+    loss0, m0 = update.micro_loss(model, mb, replace(cfg, rl=replace(cfg.rl, nll_coef=0.0)))
     torch.testing.assert_close(loss0, want_grpo, atol=1e-6, rtol=1e-6)
     assert "nll_target" not in m0
 

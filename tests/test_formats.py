@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import ENV, tiny_loop_cfg
-from grporec import evaluate, loop, rl, sft
+from grporec import evaluate, loop, sft
+from grporec.grpo import rollout
 from grporec.config import dump_config
 from grporec.data.datasets import Sample
 from grporec.decode import beam_search, build_catalog_trie
@@ -86,19 +87,19 @@ def test_sft_rollouts_and_evaluation_feed_the_model_the_same_ids(tiny_cfg, tiny_
             return real(seqs, pad, device)
         return left_pad
 
-    for module in (sft, rl, evaluate):
+    for module in (sft, rollout, evaluate):
         monkeypatch.setattr(module, "left_pad", recorder(module.__name__, module.left_pad))
     sft.encode(fmt, [sample], "cpu")
     trie = build_catalog_trie(fmt, tiny_catalog.sids)
     cfg = tiny_loop_cfg(tiny_cfg, tmp_path, tmp_path / "run", "train.rollout_batch_prompts=1")
-    [chunk] = rl.generate(model.eval(), fmt, trie, [sample], cfg, {sid: 0}, 1, 0, ENV)
+    [chunk] = rollout.roll_out(model.eval(), fmt, trie, [sample], cfg, {sid: 0}, 1, 0, ENV)
     evaluate.predict(model, fmt, trie, [sample], 4, 1, ENV)
     prompt = fmt.prompt_ids(PROMPT)
     assert prompt[0] == tok.bos_token_id and prompt.count(tok.bos_token_id) == 1
     whole = tok.encode(PROMPT, add_special_tokens=False)
     assert prompt[1:] == (whole if max_prompt_tokens is None else whole[-6:])  # 7 = BOS + the last 6
     assert seen["grporec.sft"] == [prompt + fmt.completion_ids(sid)]
-    assert seen["grporec.rl"] == seen["grporec.evaluate"] == [prompt]
+    assert seen["grporec.grpo.rollout"] == seen["grporec.evaluate"] == [prompt]
     ids, mask = trie.path(torch.tensor([0]))
     assert ids[0][mask[0].bool()].tolist() == fmt.completion_ids(sid)
     assert chunk.rollout.valid.all()

@@ -81,7 +81,7 @@ def test_reward_inputs_check_code_shapes():
 
 
 def test_sibling_advantages_need_one_sid_length():
-    from grporec.rl import check_one_sid_length
+    from grporec.grpo.rollout import check_one_sid_length
 
     check_one_sid_length(sid_codes(["<a_1><b_2>", "<a_3><b_0>"]))  # both 2 levels: fine
     with pytest.raises(ValueError, match=r"needs SIDs of one length; the catalog has lengths \[1, 2\]"):

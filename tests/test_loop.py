@@ -54,11 +54,11 @@ def test_parameters_change_after_one_step_and_not_with_lr_zero(tiny_cfg, tiny_mo
 
 
 def test_beta_zero_builds_no_reference(tiny_cfg, tiny_model_dir, tmp_path, monkeypatch):
-    import grporec.rl as rl
+    import grporec.grpo.setup as setup
 
     calls = []
-    real = rl.load_policy
-    monkeypatch.setattr(rl, "load_policy", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    real = setup.load_policy
+    monkeypatch.setattr(setup, "load_policy", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
     cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=1", "rl.beta=0.0")
     result = loop.train(cfg, ENV)
     assert not result["reference_loaded"] and len(calls) == 1  # only the policy was loaded
@@ -120,9 +120,9 @@ def test_reference_sync_and_its_checkpoint(tiny_cfg, tiny_model_dir, tmp_path):
 
 
 def test_non_finite_steps_are_skipped_then_stop(tiny_cfg, tiny_model_dir, tmp_path, monkeypatch):
-    import grporec.rl as rl
+    import grporec.grpo.update as update
 
-    real = rl.grpo_loss
+    real = update.grpo_loss
     bad_steps = {2}
     calls = {"n": 0}
 
@@ -132,7 +132,7 @@ def test_non_finite_steps_are_skipped_then_stop(tiny_cfg, tiny_model_dir, tmp_pa
         step = (calls["n"] - 1) // 2 + 1  # 2 micro-batches per step in the tiny config
         return (loss * float("nan"), m) if step in bad_steps else (loss, m)
 
-    monkeypatch.setattr(rl, "grpo_loss", flaky)
+    monkeypatch.setattr(update, "grpo_loss", flaky)
     cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=3", "train.save_steps=1",
                         "train.save_total_limit=5")
     result = loop.train(cfg, ENV)

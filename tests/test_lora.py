@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from grporec import loop, rl, sft
+from grporec import loop, sft
+from grporec.grpo.setup import load_models
 from grporec.checkpoint import latest_checkpoint
 from grporec.config import LoraConfig
 from grporec.data.load import load_data_catalog
@@ -90,7 +91,7 @@ LORA = ("model.lora.rank=4", "model.lora.alpha=8", "rl.sync_ref_model=false")
 def test_grpo_with_lora_uses_the_policy_with_adapters_off_as_reference_and_saves_both_forms(tiny_cfg, tiny_model_dir, tmp_path):
     cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=2", "train.lr=1e-2", *LORA)
     catalog = load_data_catalog(cfg.data)
-    policy, reference, _ = rl.load_models(cfg, catalog, ENV)
+    policy, reference, _ = load_models(cfg, catalog, ENV)
     assert reference.wrapped is policy  # no second model
     r = loop.train(cfg, ENV)
     assert r["history"][0]["kl"] == pytest.approx(0.0, abs=1e-7)  # step 1: policy == reference (B = 0)

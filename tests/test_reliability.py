@@ -85,9 +85,9 @@ def test_several_updates_per_rollout_count_and_log_every_optimizer_step(tiny_cfg
     """Item 8. rl.num_iterations=2 with the second update of step 1 non-finite: one skipped optimizer
     step (not zero, as when only the last update was looked at... and not the other way round), and
     each update's lr logged: the schedule advances once per optimizer step that ran."""
-    import grporec.rl as rl
+    import grporec.grpo.update as update
 
-    real = rl.grpo_loss
+    real = update.grpo_loss
     calls = {"n": 0}
 
     def flaky(*a, **k):
@@ -95,7 +95,7 @@ def test_several_updates_per_rollout_count_and_log_every_optimizer_step(tiny_cfg
         calls["n"] += 1
         return (loss * float("nan"), m) if calls["n"] in (3, 4) else (loss, m)  # 2 micro-batches an update: step 1, update 2
 
-    monkeypatch.setattr(rl, "grpo_loss", flaky)
+    monkeypatch.setattr(update, "grpo_loss", flaky)
     cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=2", "rl.num_iterations=2",
                         "train.warmup_ratio=0.5")
     h = loop.train(cfg, ENV)["history"]

@@ -1,0 +1,96 @@
+"""A step's rows as micro-batch records: what a micro-batch's loss sees, with the reference's and
+the old policy's log-probs of the same rows inside the record they belong to."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from grporec import dist
+from grporec.config import Config
+from grporec.data import datasets as D
+from grporec.decode import Rollout
+from grporec.grpo.rollout import DecodeBatch
+from grporec.grpo.setup import autocast
+from grporec.logprobs import completion_logps
+
+
+def loss_temperature(cfg: Config) -> float:
+    """The temperature the loss's log-probs use: the sampling temperature, or 1 for beam search."""
+    return cfg.rl.temperature if cfg.rl.rollout != "beam" else 1.0
+
+
+def prompt_slices(chunks: list[DecodeBatch], prompts: int):
+    """(decode batch index, prompt slice) pieces of at most `prompts` prompts, within decode batches."""
+    for c, chunk in enumerate(chunks):
+        for b0 in range(0, chunk.rollout.num_prompts, prompts):
+            yield c, slice(b0, min(b0 + prompts, chunk.rollout.num_prompts))
+
+
+def slice_rows(r: Rollout, s: slice):
+    """Prompt rows s and their completion rows, with all-padding prompt columns dropped."""
+    G = r.group_size
+    pm = r.prompt_mask[s]
+    first = int((pm.sum(0) > 0).nonzero()[0])  # left padding shared by every row of the piece
+    rows = slice(s.start * G, s.stop * G)
+    return r.prompt_ids[s, first:], pm[:, first:], r.completion_ids[rows], r.completion_mask[rows]
+
+
+@dataclass
+class MicroBatch:
+    """Everything the loss of one micro-batch may use (b prompts of one decode batch, b*G rows).
+
+    prompt_ids, prompt_mask: [b, T] (left padding shared by all rows dropped).
+    completion_ids, completion_mask: [b*G, L].
+    samples: the b prompts' samples (targets, histories, task).
+    advantages: [b*G], or [b*G, L] per token.
+    ref_logps, old_logps: [b*G, L] or None (no reference when beta = 0; old only for several updates).
+    target_ids, target_mask: [b, L] each prompt's own target completion (from the trie; mask all 0
+        when the target is not in the catalog), for losses that use the ground truth.
+    injected: [b*G] bool, rows written by ground-truth injection.
+    temperature: the temperature of the log-probs (the sampling one, 1 for beams).
+    """
+
+    prompt_ids: torch.Tensor
+    prompt_mask: torch.Tensor
+    completion_ids: torch.Tensor
+    completion_mask: torch.Tensor
+    samples: list[D.Sample]
+    advantages: torch.Tensor
+    ref_logps: torch.Tensor | None
+    old_logps: torch.Tensor | None
+    target_ids: torch.Tensor
+    target_mask: torch.Tensor
+    injected: torch.Tensor
+    temperature: float
+
+    @property
+    def rows(self) -> int:
+        return self.completion_ids.shape[0]
+
+
+def make_micro_batches(chunks: list[DecodeBatch], advantages: torch.Tensor, cfg: Config) -> list[MicroBatch]:
+    """This rank's rows as MicroBatch records of train.micro_batch_prompts prompts each (within decode
+    batches); their reference and old-policy log-probs are filled in by `add_logps`."""
+    out, row0 = [], 0
+    for c, s in (prompt_slices(chunks, cfg.train.micro_batch_prompts)):
+        ch = chunks[c]
+        prompt_ids, prompt_mask, comp_ids, comp_mask = slice_rows(ch.rollout, s)
+        rows = slice(row0, row0 + comp_ids.shape[0])
+        row0 += comp_ids.shape[0]
+        G = ch.rollout.group_size
+        out.append(MicroBatch(
+            prompt_ids, prompt_mask, comp_ids, comp_mask, ch.samples[s], advantages[rows].to(comp_ids.device),
+            None, None,
+            ch.target_ids[s], ch.target_mask[s], ch.rollout.injected[s.start * G:s.stop * G], loss_temperature(cfg)))
+    return out
+
+
+@torch.no_grad()
+def add_logps(batches: list[MicroBatch], model, field: str, cfg: Config, env: dist.DistEnv) -> None:
+    """Fill each micro-batch's `field` ("ref_logps" or "old_logps") with `model`'s per-token
+    log-probs [rows, L], without grad, micro-batch by micro-batch."""
+    with autocast(env, cfg):
+        for mb in batches:
+            setattr(mb, field, completion_logps(model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
+                                                mb.completion_mask, temperature=mb.temperature))

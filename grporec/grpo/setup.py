@@ -1,0 +1,92 @@
+"""Setting a GRPO run up: the prompt dataset, the policy and reference models, the rewards."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from grporec import dist
+from grporec.config import Config
+from grporec.data import datasets as D
+from grporec.data.catalog import Catalog
+from grporec.data.load import load_item_features, load_split
+from grporec.errors import SettingsError
+from grporec.models.format import check_recorded_format
+from grporec.models.lora import AdaptersOff, check_lora, lora_for
+from grporec.models.placement import place
+from grporec.models.policy import load_policy
+from grporec.models.recompute import enable_activation_checkpointing
+from grporec.models.tokenizer import check_sid_tokenizer
+from grporec.rewards import RewardSet, SidEmbeddings, resolve_rewards
+
+RL_DATASETS = ("sid_history", "title2sid", "title_history")
+
+
+def build_rl_dataset(cfg: Config, catalog: Catalog) -> D.MixedDataset:
+    """The configured mix: SID history (all train rows), title/description -> SID (all items),
+    title history -> SID (a seeded sample of data.seq_title_samples rows)."""
+    parts = []
+    unknown = [d for d in cfg.rl.datasets if d not in RL_DATASETS]
+    if unknown or not cfg.rl.datasets:
+        raise SettingsError(f"rl.datasets: unknown {unknown[0]!r}; choose from {list(RL_DATASETS)}" if unknown else "rl.datasets is empty")
+    rows = load_split(cfg.data, "train", catalog) if {"sid_history", "title_history"} & set(cfg.rl.datasets) else None
+    compact = cfg.data.prompt_text == "compact"
+    if "sid_history" in cfg.rl.datasets:
+        parts.append((D.SidDataset(rows, cfg.data.max_history, compact), None))
+    if "title2sid" in cfg.rl.datasets:
+        parts.append((D.Title2SidDataset(catalog, load_item_features(cfg.data), str(cfg.data.item_file), compact), None))
+    if "title_history" in cfg.rl.datasets:
+        parts.append((D.SeqTitle2SidDataset(rows, cfg.data.seq_title_samples, cfg.seed, cfg.data.max_history), None))
+    return D.MixedDataset(parts, seed=cfg.seed)
+
+
+def load_models(cfg: Config, catalog: Catalog, env: dist.DistEnv):
+    """(policy, reference or None, tokenizer), checked and (under torchrun) sharded.
+
+    Training keeps fp32 master weights; on CUDA the compute is bf16 (FSDP's mixed precision,
+    or autocast in one process). The reference is never loaded when beta = 0.
+    """
+    lora = cfg.model.lora
+    check_lora(lora, rl_reference_sync=cfg.rl.beta != 0 and cfg.rl.sync_ref_model)
+
+    def read():
+        return load_policy(cfg.model.path, "float32")
+
+    policy, tokenizer = place(read, env, cfg.train.mixed_precision, prepare=lora_for(lora, catalog.sid_tokens))
+    check_recorded_format(cfg.model.path, cfg.data.prompt_format)
+    check_sid_tokenizer(tokenizer, catalog.sids, source=cfg.model.path)
+    policy.config.use_cache = False
+    if cfg.train.gradient_checkpointing:
+        enable_activation_checkpointing(policy)
+    reference = None
+    if cfg.rl.beta != 0 and lora.rank > 0:
+        reference = AdaptersOff(policy)  # the SFT model the adapters start from: no second model
+    elif cfg.rl.beta != 0:
+        reference, _ = place(read, env, cfg.train.mixed_precision, reshard_after_forward=True)
+        reference.requires_grad_(False).eval()
+    return policy, reference, tokenizer
+
+
+def build_rewards(cfg: Config, catalog: Catalog, device: torch.device) -> RewardSet:
+    named = resolve_rewards(cfg.reward.reward_type, cfg.reward.names, cfg.reward.weights)
+    names = {n for n, _ in named}
+    embeddings = SidEmbeddings.load(cfg.reward.semantic_embeddings, catalog) if "semantic" in names and cfg.reward.semantic_embeddings else None
+    scorer = None
+    if "sasrec" in names and cfg.reward.sasrec_path:
+        from grporec.models.sasrec import SASRec
+        from grporec.rewards.cf import SasrecScorer
+
+        scorer = SasrecScorer(SASRec.load(cfg.reward.sasrec_path, device), catalog)
+    teacher = None
+    if "markov" in names:
+        from grporec.rewards.cf import MarkovTeacher
+
+        teacher = MarkovTeacher(load_split(cfg.data, "train", catalog), cfg.reward.markov_min_count)
+    return RewardSet(named, embeddings, scorer, teacher)
+
+
+def autocast(env: dist.DistEnv, cfg: Config):
+    """bf16 autocast for one-process CUDA training (FSDP has its own mixed precision)."""
+    if env.device.type == "cuda" and cfg.train.mixed_precision and not env.distributed:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

@@ -1,0 +1,84 @@
+"""The policy update: a micro-batch's loss (the extension point of loss variants), the backward
+accumulated over micro-batches, the global reward std, and the reference's sync."""
+from __future__ import annotations
+
+import torch
+
+from grporec import dist
+from grporec.config import Config
+from grporec.grpo.batches import MicroBatch
+from grporec.grpo.setup import autocast
+from grporec.logprobs import completion_logps
+from grporec.loss import grpo_loss
+from grporec.loss.advantage import pooled_std
+
+
+def micro_loss(policy, mb: MicroBatch, cfg: Config) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The loss of one micro-batch and its metrics: the policy's per-token log-probs (prompt run
+    once, shared by its G completions), then the GRPO loss. A loss variant forks this function;
+    every metric it returns is averaged over the step and logged.
+
+    With rl.nll_coef > 0 each prompt's ground-truth completion rides along as one more row of the
+    same prompt-shared forward (G + 1 rows per prompt), and nll_coef x its mean token NLL is added
+    (the NLL anchor of GRPO + NLL); `nll_target` is logged.
+    """
+    b, G = mb.prompt_ids.shape[0], mb.rows // mb.prompt_ids.shape[0]
+    if cfg.rl.nll_coef > 0:
+        L = mb.completion_ids.shape[1]
+        ids = torch.cat([mb.completion_ids.view(b, G, L), mb.target_ids.unsqueeze(1)], 1).view(b * (G + 1), L)
+        mask = torch.cat([mb.completion_mask.view(b, G, L), mb.target_mask.unsqueeze(1).to(mb.completion_mask.dtype)], 1)
+        both = completion_logps(policy, mb.prompt_ids, mb.prompt_mask, ids, mask.view(b * (G + 1), L), mb.temperature)
+        both = both.view(b, G + 1, L)
+        logps, target_logps = both[:, :G].reshape(b * G, L), both[:, G]  # [b*G, L], [b, L]
+    else:
+        logps = completion_logps(policy, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask, mb.temperature)
+    loss, metrics = grpo_loss(logps, mb.ref_logps, mb.advantages, mb.completion_mask, cfg.rl.beta, old_logps=mb.old_logps,
+                              loss_type=cfg.rl.loss_type, epsilon_low=cfg.rl.epsilon_low, epsilon_high=cfg.rl.epsilon_high,
+                              kl_estimator=cfg.rl.kl_estimator)
+    if cfg.rl.nll_coef > 0:
+        tmask = mb.target_mask.float()
+        nll = -(target_logps * tmask).sum() / tmask.sum().clamp(min=1)
+        loss = loss + cfg.rl.nll_coef * nll
+        metrics = {**metrics, "nll_target": nll.detach()}
+    return loss, metrics
+
+
+def policy_backward(policy, batches: list[MicroBatch], cfg: Config, env: dist.DistEnv,
+                    loss_fn=None) -> tuple[float, dict[str, float], bool]:
+    """Loss over this rank's rows, accumulated over micro-batches, and its backward.
+
+    Each micro-batch's loss is weighted by its share of the batch, so the summed gradient equals
+    the full-batch gradient (and FSDP's average over ranks gives the global one): the share of
+    sequences for grpo, dr_grpo and sequence; the share of tokens for token. Metrics are averaged
+    with the share of rows, whatever keys `loss_fn` returns. Returns (this rank's loss, metrics,
+    whether every micro-batch loss was finite on every rank). `loss_fn` defaults to `micro_loss`.
+    """
+    loss_fn = loss_fn or micro_loss
+    n_rows = sum(mb.rows for mb in batches)
+    n_tokens = sum(float(mb.completion_mask.sum()) for mb in batches)
+    mean_tokens = dist.all_reduce_sum(n_tokens, env) / env.world_size  # token share is global
+    total, finite, sums = 0.0, True, {}
+    for mb in batches:
+        with autocast(env, cfg):
+            loss, m = loss_fn(policy, mb, cfg)
+        share = (float(mb.completion_mask.sum()) / mean_tokens) if cfg.rl.loss_type == "token" else mb.rows / n_rows
+        (loss * share).backward()
+        finite &= bool(torch.isfinite(loss))
+        total += loss.item() * share
+        for key, value in m.items():
+            sums[key] = sums.get(key, 0.0) + float(value) * mb.rows / n_rows
+    return total, sums, not dist.any_rank(not finite, env)
+
+
+def batch_reward_std(reward: torch.Tensor, env: dist.DistEnv) -> float:
+    """The std of the whole global batch's rewards (rl.scale_rewards=batch), from the count, sum and
+    sum of squares of every rank's part: N ranks divide by the same number as one process."""
+    r = reward.double()
+    return pooled_std(*dist.all_reduce_sums([r.numel(), float(r.sum()), float((r * r).sum())], env))
+
+
+@torch.no_grad()
+def sync_reference(reference, policy, alpha: float) -> None:
+    """ref <- alpha * policy + (1 - alpha) * ref, parameter by parameter (shards line up under FSDP)."""
+    for r, p in zip(reference.parameters(), policy.parameters()):
+        r.lerp_(p.to(r.dtype), alpha)
