@@ -25,23 +25,24 @@ from pathlib import Path
 import torch
 
 from grporec import dist
-from grporec.checkpoint import load_checkpoint, save_checkpoint
-from grporec.config import Config, dump_config
+from grporec.checkpoint import save_checkpoint
+from grporec.config import Config
 from grporec.data.load import load_data_catalog, load_split
 from grporec.data.stream import SampleStream
 from grporec.decode import build_catalog_trie
-from grporec.errors import SettingsError, TrainingError
+from grporec.errors import SettingsError
 from grporec.evaluate import eval_samples, evaluate
 from grporec.loss import group_advantages, sibling_advantages
 from grporec.models.format import build_format
-from grporec.optim import build_optimizer, guarded_step, resumed_schedule
-from grporec.resume import check_resumable, decide_start, new_run_id, set_aside_superseded
+from grporec.optim import build_optimizer, guarded_step
+from grporec.resume import RESUME_KEYS, new_run_id
 from grporec.rewards import RewardInputs, resolve_rewards
 from grporec.grpo.batches import add_logps, make_micro_batches
 from grporec.grpo.rollout import check_one_sid_length, level_codes, roll_out, rollout_metrics
 from grporec.grpo.setup import build_rewards, build_rl_dataset, load_models
 from grporec.grpo.update import batch_reward_std, policy_backward, sync_reference
 from grporec.runlog import RunLog, check_report_to
+from grporec.steps import count_update, end_of_step, start_run
 from grporec.stop import StopRequest
 
 
@@ -96,23 +97,14 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     stream = SampleStream(dataset, cfg.seed)
     state = {"step": 0, "bad_steps": 0, "skipped_steps": 0, "ref_synced": False, "run_id": new_run_id()}
 
-    resume = decide_start(out, cfg.train.resume, env)  # on rank 0, for every rank
-    schedule_note = None
-    if resume is not None:
-        check_resumable(resume, cfg, total_steps)
-        state = {"run_id": new_run_id(), **load_checkpoint(resume, policy, optimizer, scheduler, reference)}
-        stream.load_state_dict(state.pop("data"))
-        state.pop("generator", None)  # checkpoints before rollout streams were derived per step kept one
-        schedule_note = resumed_schedule(scheduler, cfg.train, total_steps * cfg.rl.num_iterations)
-    superseded = set_aside_superseded(out, resume, env)  # never mix with, or prune, another run's checkpoints
-    if env.is_main:  # only now: a run that fails its checks leaves an existing run's config alone
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump_config(cfg))
+    start = start_run(out, cfg, cfg.train, env, total_steps, state, model=policy, optimizer=optimizer, scheduler=scheduler,
+                      stream=stream, keys=RESUME_KEYS, optimizer_steps=total_steps * cfg.rl.num_iterations, key="train",
+                      reference=reference)
+    state, resume = start.state, start.resume
     log = RunLog(out, total_steps, state["step"], env.is_main, cfg.train.progress, cfg.train.log_steps,
                  report_to=tuple(cfg.train.report_to))
-    for note in (schedule_note, superseded and f"[grpo] {out} held other checkpoints: moved them to {superseded}"):
-        if note:
-            log.message(note)
+    for note in start.notes:
+        log.message(f"[grpo] {note}")
     log.message(f"[grpo] {catalog.describe()}; {len(dataset)} prompts ({dict(dataset.sizes)}); "
                 f"{total_steps} steps of {cfg.train.prompts_per_step} prompts x {G}; {trie.describe()}"
                 + (f"; resumed from {resume}" if resume else "") + ("" if reference is not None else "; beta=0: no reference model"))
@@ -174,16 +166,12 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
                 stepped, grad_norm = guarded_step(policy, optimizer, scheduler, cfg.train.max_grad_norm, finite)
                 times["optimizer"] += time.perf_counter() - t
                 updates.append({"loss": loss, "lr": lr, "grad_norm": grad_norm, "stepped": stepped})
-                state["bad_steps"] = 0 if stepped else state["bad_steps"] + 1  # counted per optimizer step
-                state["skipped_steps"] += 0 if stepped else 1
                 if not stepped:
                     log.message(f"[grpo] step {step}" + (f", update {it + 1}" if cfg.rl.num_iterations > 1 else "")
                                 + ": non-finite loss or gradient; optimizer step skipped")
-                if state["bad_steps"] >= cfg.train.max_bad_steps:
-                    raise TrainingError(
-                        f"{state['bad_steps']} consecutive steps had a non-finite loss or gradient (last: step {step}"
-                        + (", counting each of rl.num_iterations updates" if cfg.rl.num_iterations > 1 else "") + "); "
-                        "stopping. Lower train.lr, check the data and rewards, or raise train.max_bad_steps.")
+                count_update(state, stepped, cfg.train, f"steps had a non-finite loss or gradient (last: step {step}"  # per optimizer step
+                             + (", counting each of rl.num_iterations updates" if cfg.rl.num_iterations > 1 else "") + "); "
+                             "stopping. Lower train.lr, check the data and rewards, or raise train.max_bad_steps.")
             # 6. reference sync
             if reference is not None and cfg.rl.sync_ref_model and step % cfg.rl.ref_sync_steps == 0:
                 sync_reference(reference, policy, cfg.rl.ref_sync_alpha)
@@ -207,11 +195,11 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
                                            env, catalog, ks=tuple(cfg.eval.ks))
                 log.event(step, {k: v for k, v in eval_metrics.items() if k != "ranks"})
             # 8. checkpoint, and stop when asked (a signal, or the session's step budget)
-            stop_now = dist.any_rank(stop.requested, env) or (cfg.train.stop_after > 0 and step - first_step + 1 >= cfg.train.stop_after)
-            if stop_now or step == total_steps or (cfg.train.save_steps > 0 and step % cfg.train.save_steps == 0):
+            end = end_of_step(step, first_step, total_steps, cfg.train, stop, env)
+            if end.save:
                 checkpoint = save(step)
                 log.message(f"[grpo] checkpoint {checkpoint}")
-            if stop_now:
+            if end.stop:
                 log.message(f"[grpo] stopping at step {step} (checkpoint written); resume with train.resume=auto")
                 break
     finally:

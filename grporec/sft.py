@@ -19,24 +19,25 @@ from pathlib import Path
 import torch
 
 from grporec import dist
-from grporec.checkpoint import load_checkpoint, save_checkpoint, save_model_atomically
-from grporec.config import Config, dump_config
+from grporec.checkpoint import save_checkpoint, save_model_atomically
+from grporec.config import Config
 from grporec.data import datasets as D
 from grporec.data.catalog import Catalog
 from grporec.data.load import load_data_catalog, load_split
 from grporec.data.stream import SampleStream
 from grporec.decode.rollout import forward_kwargs, left_pad, positions
-from grporec.errors import SettingsError, TrainingError
+from grporec.errors import SettingsError
+from grporec.models.format import PromptFormat, format_for
 from grporec.models.lora import check_lora, lora_for
 from grporec.models.placement import place
-from grporec.models.recompute import enable_activation_checkpointing
 from grporec.models.policy import extend_policy, load_policy
+from grporec.models.recompute import enable_activation_checkpointing
 from grporec.models.tiny import build_tiny_for_data
-from grporec.models.format import PromptFormat, format_for
 from grporec.models.tokenizer import check_sid_tokenizer
-from grporec.optim import build_optimizer, guarded_step, resumed_schedule
-from grporec.resume import check_resumable, decide_start, new_run_id, set_aside_superseded
+from grporec.optim import build_optimizer, guarded_step
+from grporec.resume import new_run_id
 from grporec.runlog import RunLog, check_report_to
+from grporec.steps import count_update, end_of_step, start_run
 from grporec.stop import StopRequest
 
 SFT_DATASETS = ("sid_history", "sid_suffix", "title2sid", "sid2title", "title_history")
@@ -200,23 +201,14 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
     stream = SampleStream(dataset, cfg.seed)
     state = {"step": 0, "best_valid": selector.worst, "evals_since_best": 0, "bad_steps": 0, "skipped_steps": 0,
              "run_id": new_run_id()}
-    resume = decide_start(out, tc.resume, env)  # on rank 0, for every rank
-    schedule_note = None
-    if resume is not None:
-        check_resumable(resume, cfg, total_steps, keys=("sft.train.prompts_per_step", "sft.datasets", "seed", "data.prompt_format",
-                                                        "data.prompt_text", "sft.select_on"))
-        state = {"run_id": new_run_id(), **load_checkpoint(resume, model, optimizer, scheduler)}
-        stream.load_state_dict(state.pop("data"))
-        schedule_note = resumed_schedule(scheduler, tc, total_steps, key="sft.train")
-    superseded = set_aside_superseded(out, resume, env, extra=("best",))  # another run's checkpoints and best model
-    if env.is_main:  # only now: a run that fails its checks leaves an existing run's config alone
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(dump_config(cfg))
+    start = start_run(out, cfg, tc, env, total_steps, state, model=model, optimizer=optimizer, scheduler=scheduler, stream=stream,
+                      keys=("sft.train.prompts_per_step", "sft.datasets", "seed", "data.prompt_format", "data.prompt_text",
+                            "sft.select_on"), optimizer_steps=total_steps, key="sft.train", aside=("best",))
+    state, resume = start.state, start.resume
     log = RunLog(out, total_steps, state["step"], env.is_main, tc.progress, tc.log_steps, desc="sft",
                  report_to=tuple(tc.report_to))
-    for note in (schedule_note, superseded and f"[sft] {out} held another run's checkpoints: moved them to {superseded}"):
-        if note:
-            log.message(note)
+    for note in start.notes:
+        log.message(f"[sft] {note}")
     log.message(f"[sft] {len(dataset)} samples ({dict(dataset.sizes)}), {len(valid)} valid; {total_steps} steps of "
                 f"{tc.prompts_per_step}; {fmt.describe()}" + (f"; resumed from {resume}" if resume else ""))
     history, evals, first_step, stop_request = [], [], state["step"] + 1, StopRequest()
@@ -241,11 +233,8 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
                 finite &= math.isfinite(loss.item())
             lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             stepped, grad_norm = guarded_step(model, optimizer, scheduler, tc.max_grad_norm, not dist.any_rank(not finite, env))
-            state["bad_steps"] = 0 if stepped else state["bad_steps"] + 1
-            state["skipped_steps"] += 0 if stepped else 1
-            if state["bad_steps"] >= tc.max_bad_steps:
-                raise TrainingError(f"{state['bad_steps']} consecutive SFT steps had a non-finite loss or gradient "
-                                   f"(last: step {step}); lower sft.train.lr or check the data")
+            count_update(state, stepped, tc, f"SFT steps had a non-finite loss or gradient (last: step {step}); lower "
+                                             "sft.train.lr or check the data")
             state["step"] = step
             metrics = dist.all_reduce_mean({"loss": loss_sum / mean_tokens}, env)
             metrics.update(grad_norm=grad_norm, lr=lr, epoch=stream.epoch, skipped_steps=state["skipped_steps"],
@@ -267,13 +256,12 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
                 stop = cfg.sft.patience > 0 and state["evals_since_best"] >= cfg.sft.patience
                 if stop:
                     log.message(f"[sft] early stop at step {step}: no better {selector.key} in {cfg.sft.patience} evaluations")
-            session_done = tc.stop_after > 0 and step - first_step + 1 >= tc.stop_after
-            signalled = dist.any_rank(stop_request.requested, env)
-            if stop or session_done or signalled or step == total_steps or (tc.save_steps > 0 and step % tc.save_steps == 0):
+            end = end_of_step(step, first_step, total_steps, tc, stop_request, env, early_stop=stop)
+            if end.save:
                 save(step)
-            if signalled:
+            if end.signalled:
                 log.message(f"[sft] stopping at step {step} (checkpoint written); run again to resume")
-            if stop or session_done or signalled:
+            if end.stop:
                 break
     finally:
         stop_request.restore()
