@@ -47,8 +47,12 @@ def eval_samples(cfg: Config, rows, max_rows: int = -1) -> list[Sample]:
 
 @torch.no_grad()
 def predict(model, fmt, trie, samples: list[Sample], beams: int, batch_prompts: int, env: dist.DistEnv,
-            progress: bool = False) -> list[list[str | None]]:
-    """Ranked SID predictions for every sample (on every rank), rows sharded over ranks.
+            progress: bool = False, keep: int | None = None) -> list[list[str | None]]:
+    """Ranked SID predictions for every sample (on every rank), rows sharded over ranks; the first
+    `keep` of each ranked list (all `beams` by default).
+
+    With `beams` >= the trie's number of labels every prefix survives every level, so the list is
+    the exact ranking of the whole catalog by sequence log-probability (`exact_beams`).
 
     Every rank runs the same number of batches (the last shard is padded with repeats whose
     results are dropped), because FSDP forwards are collective.
@@ -65,7 +69,7 @@ def predict(model, fmt, trie, samples: list[Sample], beams: int, batch_prompts: 
         ids, mask = left_pad([fmt.prompt_ids(samples[j].prompt) for j in idx], fmt.pad_id, env.device)
         r = beam_search(model, ids, mask, trie, beams)
         for k, j in enumerate(idx[: max(0, len(mine) - i)]):
-            out[j] = r.sids[k * beams:(k + 1) * beams]
+            out[j] = r.sids[k * beams:(k + 1) * beams][:keep]
         bar.update(min(len(idx), max(0, len(mine) - i)) * env.world_size)
     bar.close()
     model.train(was_training)
@@ -102,10 +106,17 @@ def split_transitions(cfg: Config, catalog) -> set:
     return train_transitions(load_split(cfg.data, "train", catalog))
 
 
+def exact_beams(trie) -> int:
+    """The beam width that ranks the whole catalog exactly: one beam per SID in the trie (a prefix
+    never has more completions than that, so none is ever dropped)."""
+    return trie.num_labels
+
+
 def evaluate(model, fmt, trie, samples, beams, batch_prompts, env, catalog=None, ks=EVAL_KS, progress=False,
-             transitions=None):
-    """(metrics, predictions) on every rank; `fmt` is the prompt format (`grporec.models.format`)."""
-    preds = predict(model, fmt, trie, samples, beams, batch_prompts, env, progress)
+             transitions=None, keep: int | None = None):
+    """(metrics, predictions) on every rank; `fmt` is the prompt format (`grporec.models.format`);
+    predictions keep the first `keep` of each ranked list (all `beams` by default)."""
+    preds = predict(model, fmt, trie, samples, beams, batch_prompts, env, progress, keep)
     return score(preds, samples, beams, catalog, ks, transitions), preds
 
 
@@ -118,6 +129,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
         ap.add_argument("--model", required=True, help="HF model directory (an SFT model, or a GRPO checkpoint's policy/)")
         ap.add_argument("--split", choices=["valid", "test"], default="test")
         ap.add_argument("--beams", type=int, default=50, help="beams = length of each ranked list (default 50)")
+        ap.add_argument("--exact", action="store_true",
+                        help="rank the whole catalog by exact sequence log-probability (one beam per SID: no beam-search "
+                             "error; costs about catalog-size beams, minutes per 100 rows on a CPU); lists keep max(--ks)")
         ap.add_argument("--batch", type=int, default=None, help="prompts per decode batch (default eval.batch_prompts)")
         ap.add_argument("--max-rows", type=int, default=None, help="only the first N rows (default eval.max_rows; -1: all)")
         ap.add_argument("--ks", type=int, nargs="+", default=None, metavar="K",
@@ -173,12 +187,14 @@ def run_evaluation(cfg: Config, args, env, out: Path, max_rows: int, batch: int)
     trie = build_catalog_trie(fmt, catalog.sids, env.device)
     t0 = time.perf_counter()
     transitions = split_transitions(cfg, catalog) if cfg.data.train_file else None
-    metrics, preds = evaluate(model, fmt, trie, samples, args.beams, batch, env, catalog, ks=tuple(args.ks),
-                              progress=cfg.train.progress and sys.stderr.isatty(), transitions=transitions)
+    beams = exact_beams(trie) if args.exact else args.beams
+    metrics, preds = evaluate(model, fmt, trie, samples, beams, batch, env, catalog, ks=tuple(args.ks),
+                              progress=cfg.train.progress and sys.stderr.isatty(), transitions=transitions,
+                              keep=max(args.ks) if args.exact else None)
     metrics["seconds"] = time.perf_counter() - t0
     metrics["rows_per_s"] = len(samples) / metrics["seconds"]
     if env.is_main:
-        write_outputs(out, metrics, preds, samples, {"model": args.model, "split": args.split, "beams": args.beams,
+        write_outputs(out, metrics, preds, samples, {"model": args.model, "split": args.split, "beams": "exact" if args.exact else args.beams,
                                                      "prompt_style": cfg.eval.prompt_style, "prompt_format": fmt.name})
         print(format_metrics(metrics))
         print(f"[evaluate] {len(samples)} rows in {metrics['seconds']:.1f} s; wrote {out / 'metrics.json'} and "

@@ -112,3 +112,40 @@ def test_every_report_splits_its_rows_into_seen_and_unseen(tiny_cfg):
             assert (s["rows"] * s[k] + u["rows"] * u[k]) / m["rows"] == pytest.approx(m[k], abs=1e-12), (name, k)
     markov = evaluate_baselines(tiny_cfg, "test", 20)["markov"]
     assert markov["seen"]["hr@10"] > markov["unseen"]["hr@10"]  # what Markov counts, it remembers
+
+
+def test_exact_ranking_is_the_catalog_sorted_by_sequence_log_prob(tiny_cfg, tiny_model_dir, tiny_catalog, tmp_path):
+    """--exact: one beam per SID, so no prefix is ever dropped; the stored list is the catalog's
+    top max(--ks) by exact sequence log-probability. Checked against a plain forward over every
+    catalog completion for two rows (the decoder's exactness itself: test_decode)."""
+    import torch
+
+    from grporec.config import dump_config
+    from grporec.data.datasets import EvalSidDataset  # noqa: F401 - the prompts are the evaluator's own
+    from grporec.decode import build_catalog_trie
+    from grporec.evaluate import eval_samples, exact_beams
+    from grporec.data.load import load_split
+    from grporec.logprobs import full_completion_logps
+    from grporec.models.format import format_for
+    from grporec.models.policy import load_policy
+
+    (tmp_path / "c.yaml").write_text(dump_config(tiny_cfg))
+    evaluate_main(["--config", str(tmp_path / "c.yaml"), "--model", str(tiny_model_dir), "--exact", "--ks", "1", "3",
+                   "--max-rows", "2", "--out", str(tmp_path / "ex")])
+    m = json.loads((tmp_path / "ex" / "metrics.json").read_text())
+    assert m["beams"] == "exact" and m["rows"] == 2 and m["invalid_outputs"] == 0
+    preds = json.loads((tmp_path / "ex" / "predictions.json").read_text())
+    model, tok = load_policy(tiny_model_dir)
+    fmt = format_for(tok, tiny_cfg.data.prompt_format, str(tiny_model_dir))
+    trie = build_catalog_trie(fmt, tiny_catalog.sids)
+    assert exact_beams(trie) >= max(trie.stats()["states_per_depth"])  # wide enough never to prune
+    samples = eval_samples(tiny_cfg, load_split(tiny_cfg.data, "test", tiny_catalog), 2)
+    for row, s in zip(preds, samples):
+        prompt = torch.tensor([fmt.prompt_ids(s.prompt)])
+        n = trie.num_labels
+        mask = (torch.arange(trie.paths.shape[1]) < trie.path_lengths.unsqueeze(1)).long()  # pad may equal EOS: lengths
+        with torch.no_grad():
+            lp = full_completion_logps(model, prompt, torch.ones_like(prompt), trie.paths, mask)
+        scores = (lp * mask).sum(1)  # [n] each SID's sequence log-prob
+        best = [trie.names[i] for i in scores.argsort(descending=True)[:3].tolist()]
+        assert len(scores) == n and row["predict"] == best
