@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import json
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -75,26 +76,23 @@ def one_setting(args) -> dict:
     device, _ = setup(args)
     meter = PhasePeak(device)
     steps = {"n": 0}
-    real = {name: getattr(loop, name) for name in ("generate", "logps_of", "policy_backward", "guarded_step")}
+    real = {name: getattr(loop, name) for name in ("roll_out", "add_logps", "policy_backward", "guarded_step")}
 
     def on_second_step(fn, phase):
         wrapped = meter.wrap(fn, phase)
         return lambda *a, **k: (wrapped if steps["n"] >= 1 else fn)(*a, **k)
 
-    def generate(*a, **k):
-        out = on_second_step(real["generate"], "rollout")(*a, **k)
-        return out
 
     def guarded_step(*a, **k):
         out = on_second_step(real["guarded_step"], "update")(*a, **k)
         steps["n"] += 1
         return out
 
-    loop.generate, loop.logps_of = generate, on_second_step(real["logps_of"], "reference")
+    loop.roll_out, loop.add_logps = on_second_step(real["roll_out"], "rollout"), on_second_step(real["add_logps"], "reference")
     loop.policy_backward, loop.guarded_step = on_second_step(real["policy_backward"], "update"), guarded_step
     work = Path(args.workdir)
     cfg = load_config(work / "config.yaml", [
-        f"output_dir={work / 'run'}", "train.max_steps=2", f"rl.num_generations={args.generations}",
+        f"output_dir={work / 'run'}", "train.max_steps=2", "train.resume=none", f"rl.num_generations={args.generations}",
         f"train.gradient_checkpointing={str(args.ckpt).lower()}",
         *((f"model.lora.rank={args.lora}", "rl.sync_ref_model=false") if args.lora else ())])
     t = time.perf_counter()
@@ -151,6 +149,7 @@ def main():
                        "--threads", str(args.threads), "--workdir", args.workdir, "--prompts", str(args.prompts),
                        "--micro", str(args.micro), "--generations", str(g), "--lora", str(lora)] + (["--ckpt"] if ckpt else [])
                 r = subprocess.run(cmd, capture_output=True, text=True)
+                shutil.rmtree(Path(args.workdir) / "run", ignore_errors=True)  # its checkpoint: GBs for the 0.5B shape
                 if r.returncode != 0:
                     raise SystemExit(f"setting G={g} lora={lora} ckpt={ckpt} failed:\n{r.stderr[-3000:]}")
                 res = json.loads(r.stdout.strip().splitlines()[-1])
