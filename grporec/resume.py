@@ -23,8 +23,10 @@ from grporec.checkpoint import STEP_DIR, checkpoint_root, latest_checkpoint, ste
 from grporec.config import Config, load_config
 from grporec.errors import SettingsError
 
-# What a resumed GRPO run must share with its checkpoint: they fix the data order, the group layout and the prompts' ids.
-RESUME_KEYS = ("rl.num_generations", "train.prompts_per_step", "seed", "data.prompt_format", "data.prompt_text")
+# What a resumed run must share with its checkpoint: they fix the data order, the group layout, the prompts' ids
+# and which parameters train (LoRA's adapters are part of the saved state).
+LORA_KEYS = ("model.lora.rank", "model.lora.target_modules", "model.lora.sid_rows")
+RESUME_KEYS = ("rl.num_generations", "train.prompts_per_step", "seed", "data.prompt_format", "data.prompt_text", *LORA_KEYS)
 SUPERSEDED = "superseded-"  # prefix of the directories a fresh run moves an earlier run's files into
 
 
@@ -82,7 +84,7 @@ def check_resumable(checkpoint: Path, cfg: Config, total_steps: int, keys=RESUME
         a, b = _get(saved, key), _get(cfg, key)
         if a != b:
             raise SettingsError(f"{checkpoint} was written with {key}={a}, this run has {key}={b}: resuming would change "
-                                f"the data order and batches mid-run. Keep {key}={a}, or start afresh with "
+                                f"the run mid-way (its data order, batches or trained parameters). Keep {key}={a}, or start afresh with "
                                 f"train.resume=none (the existing checkpoints are then moved to {SUPERSEDED}<time>/) "
                                 "or another output_dir")
     step = step_of(checkpoint)

@@ -120,6 +120,12 @@ def test_grpo_with_lora_resumes_exactly(tiny_cfg, tiny_model_dir, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resuming_with_another_lora_rank_is_refused(tiny_cfg, tiny_model_dir, tmp_path):
+    loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=1", *LORA), ENV)
+    with pytest.raises(SettingsError, match=r"was written with model.lora.rank=4, this run has model.lora.rank=8"):
+        loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=2", *LORA, "model.lora.rank=8"), ENV)
+
+
 def test_sft_with_lora_learns_and_its_best_model_loads_as_a_plain_model(tiny_cfg, tiny_model_dir, tmp_path):
     cfg = sft_cfg(tiny_cfg, tmp_path / "sft", f"sft.init={tiny_model_dir}", "sft.train.max_steps=12", "sft.train.eval_steps=6",
                   "sft.train.lr=1e-2", "model.lora.rank=8")
