@@ -121,7 +121,6 @@ def test_exact_ranking_is_the_catalog_sorted_by_sequence_log_prob(tiny_cfg, tiny
     import torch
 
     from grporec.config import dump_config
-    from grporec.data.datasets import EvalSidDataset  # noqa: F401 - the prompts are the evaluator's own
     from grporec.decode import build_catalog_trie
     from grporec.evaluate import eval_samples, exact_beams
     from grporec.data.load import load_split
