@@ -27,6 +27,8 @@ from grporec.errors import SettingsError
 # and which parameters train (LoRA's adapters are part of the saved state).
 LORA_KEYS = ("model.lora.rank", "model.lora.target_modules", "model.lora.sid_rows")
 RESUME_KEYS = ("rl.num_generations", "train.prompts_per_step", "seed", "data.prompt_format", "data.prompt_text", *LORA_KEYS)
+SFT_RESUME_KEYS = ("sft.train.prompts_per_step", "sft.datasets", "seed", "data.prompt_format", "data.prompt_text",
+                   "sft.select_on", *LORA_KEYS)
 SUPERSEDED = "superseded-"  # prefix of the directories a fresh run moves an earlier run's files into
 
 

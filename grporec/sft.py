@@ -35,7 +35,7 @@ from grporec.models.recompute import enable_activation_checkpointing
 from grporec.models.tiny import build_tiny_for_data
 from grporec.models.tokenizer import check_sid_tokenizer
 from grporec.optim import build_optimizer, guarded_step
-from grporec.resume import LORA_KEYS, new_run_id
+from grporec.resume import SFT_RESUME_KEYS, new_run_id
 from grporec.runlog import RunLog, check_report_to
 from grporec.steps import count_update, end_of_step, start_run
 from grporec.stop import StopRequest
@@ -202,8 +202,7 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
     state = {"step": 0, "best_valid": selector.worst, "evals_since_best": 0, "bad_steps": 0, "skipped_steps": 0,
              "run_id": new_run_id()}
     start = start_run(out, cfg, tc, env, total_steps, state, model=model, optimizer=optimizer, scheduler=scheduler, stream=stream,
-                      keys=("sft.train.prompts_per_step", "sft.datasets", "seed", "data.prompt_format", "data.prompt_text",
-                            "sft.select_on", *LORA_KEYS), optimizer_steps=total_steps, key="sft.train", aside=("best",))
+                      keys=SFT_RESUME_KEYS, optimizer_steps=total_steps, key="sft.train", aside=("best",))
     state, resume = start.state, start.resume
     log = RunLog(out, total_steps, state["step"], env.is_main, tc.progress, tc.log_steps, desc="sft",
                  report_to=tuple(tc.report_to))

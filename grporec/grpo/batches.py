@@ -21,10 +21,10 @@ def loss_temperature(cfg: Config) -> float:
 
 
 def prompt_slices(chunks: list[DecodeBatch], prompts: int):
-    """(decode batch index, prompt slice) pieces of at most `prompts` prompts, within decode batches."""
-    for c, chunk in enumerate(chunks):
+    """(decode batch, prompt slice) pieces of at most `prompts` prompts, within decode batches."""
+    for chunk in chunks:
         for b0 in range(0, chunk.rollout.num_prompts, prompts):
-            yield c, slice(b0, min(b0 + prompts, chunk.rollout.num_prompts))
+            yield chunk, slice(b0, min(b0 + prompts, chunk.rollout.num_prompts))
 
 
 def slice_rows(r: Rollout, s: slice):
@@ -73,15 +73,14 @@ def make_micro_batches(chunks: list[DecodeBatch], advantages: torch.Tensor, cfg:
     """This rank's rows as MicroBatch records of train.micro_batch_prompts prompts each (within decode
     batches); their reference and old-policy log-probs are filled in by `add_logps`."""
     out, row0 = [], 0
-    for c, s in (prompt_slices(chunks, cfg.train.micro_batch_prompts)):
-        ch = chunks[c]
+    for ch, s in prompt_slices(chunks, cfg.train.micro_batch_prompts):
         prompt_ids, prompt_mask, comp_ids, comp_mask = slice_rows(ch.rollout, s)
         rows = slice(row0, row0 + comp_ids.shape[0])
         row0 += comp_ids.shape[0]
         G = ch.rollout.group_size
         out.append(MicroBatch(
             prompt_ids, prompt_mask, comp_ids, comp_mask, ch.samples[s], advantages[rows].to(comp_ids.device),
-            None, None,
+            None, None,  # ref_logps, old_logps: add_logps fills them
             ch.target_ids[s], ch.target_mask[s], ch.rollout.injected[s.start * G:s.stop * G], loss_temperature(cfg)))
     return out
 

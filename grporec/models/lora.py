@@ -160,10 +160,6 @@ def adapter_modules(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if isinstance(m, (LoraLinear, SidEmbedding, SidHead))]
 
 
-def has_adapters(model: nn.Module) -> bool:
-    return bool(adapter_modules(model))
-
-
 @contextmanager
 def adapters_off(model: nn.Module):
     """The model without its adapters and trained SID rows, for the duration."""

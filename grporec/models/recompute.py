@@ -47,13 +47,14 @@ def _checkpointed(layer: torch.nn.Module, forward):
             return forward(hidden_states, *args, **kwargs)  # decoding, reference, evaluation: nothing to recompute
         name = next((k for k, v in kwargs.items() if isinstance(v, Cache)), None)
         idx = layer.self_attn.layer_idx
-        before = [] if name is None else [kwargs[name].get_seq_length(idx)]  # cached positions the original call saw
-        calls = []
+        before = kwargs[name].get_seq_length(idx) if name is not None else 0  # cached positions the original call saw
+        recomputing = False
 
         def body(h):
-            calls.append(h)
-            if name is not None and len(calls) > 1:  # the recomputation, during backward
-                return forward(h, *args, **{**kwargs, name: _Replay(kwargs[name], idx, before[0])})
+            nonlocal recomputing
+            if name is not None and recomputing:  # the second call: the recomputation, during backward
+                return forward(h, *args, **{**kwargs, name: _Replay(kwargs[name], idx, before)})
+            recomputing = True
             return forward(h, *args, **kwargs)
 
         return checkpoint(body, hidden_states, use_reentrant=False)
