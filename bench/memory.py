@@ -15,6 +15,7 @@ on CUDA it is the peak of allocated tensor memory during it. Writes JSON and pri
 """
 from __future__ import annotations
 
+import argparse
 import ctypes
 import json
 import platform
@@ -131,10 +132,10 @@ def main():
     ap.add_argument("--lora-rank", type=int, default=16)
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--one", action="store_true", help=argparse_hidden())
-    ap.add_argument("--generations", type=int, default=16, help=argparse_hidden())
-    ap.add_argument("--lora", type=int, default=0, help=argparse_hidden())
-    ap.add_argument("--ckpt", action="store_true", help=argparse_hidden())
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--generations", type=int, default=16, help=argparse.SUPPRESS)
+    ap.add_argument("--lora", type=int, default=0, help=argparse.SUPPRESS)
+    ap.add_argument("--ckpt", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.workdir = args.workdir or f"runs/bench-memory-{args.shape}"
     if args.one:
@@ -164,12 +165,6 @@ def main():
                                "measure": "cuda max_memory_allocated" if args.device.startswith("cuda") else "process VmHWM (peak RSS)",
                                "rows": rows}, indent=1))
     print(f"wrote {out}")
-
-
-def argparse_hidden():
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":
