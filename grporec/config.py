@@ -150,6 +150,10 @@ class RLConfig:
     add_gt: bool = False
     temperature: float = 1.0  # sampling temperature (also divides the logits of the loss's log-probs when sampling)
     beta: float = 1e-3  # KL coefficient; 0 disables the reference model entirely
+    # Weights of the frozen reference. auto: bfloat16 on CUDA with train.mixed_precision (its forward
+    # computes in bf16 anyway, so fp32 storage only doubles its memory), else float32. Syncs (ref <- alpha
+    # policy + (1 - alpha) ref) then round to bf16.
+    reference_dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     # k3: exp(ref - logp) - (ref - logp) - 1 per token; k3+: k3's value with k2's gradient (loss/grpo.py)
     kl_estimator: Literal["k3", "k3+"] = "k3"
     # grpo: mean over each sequence's tokens, then over sequences; token: mean over all tokens of the batch;

@@ -7,6 +7,7 @@ CUDA: `torchrun --nproc_per_node=1` runs the same code path as eight ranks.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -43,11 +44,22 @@ def setup() -> DistEnv:
     if torch.cuda.is_available():
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
+        # fp32 matmuls that remain (outside bf16 autocast/FSDP mixed precision: evaluation in fp32,
+        # SFT with mixed_precision off) run on tensor cores in TF32 rather than at fp32 FMA speed
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     else:
         device = torch.device("cpu")
     if launched and not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return DistEnv(rank, world, local, device, launched)
+
+
+def autocast(env: DistEnv, mixed_precision: bool):
+    """bf16 autocast for one-process CUDA compute (under torchrun, FSDP2's mixed precision casts instead)."""
+    if env.device.type == "cuda" and mixed_precision and not env.distributed:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def teardown() -> None:

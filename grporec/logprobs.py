@@ -16,11 +16,62 @@ from transformers import DynamicCache
 from grporec.decode.rollout import forward_kwargs, positions, prompt_rows
 
 
-def _gather(logits: torch.Tensor, tokens: torch.Tensor, temperature: float) -> torch.Tensor:
-    logits = logits.float()
-    if temperature != 1.0:
-        logits = logits / temperature
-    return logits.log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+# Rows of logits turned into fp32 at a time by the log-prob head: 2**26 elements (256 MiB) is 441 rows
+# of a 152k vocabulary; few enough chunks that launches do not matter, small enough to be noise in memory.
+CHUNK_ELEMENTS = 2 ** 26
+
+
+class _TokenLogps(torch.autograd.Function):
+    """log softmax(z / T)[token] as logsumexp-minus-gather, chunk by chunk over rows.
+
+    `log_softmax(z.float() / T).gather(...)` keeps three fp32 [N, L, V] tensors alive (the cast,
+    the scaled logits, and the log-softmax saved for backward); with a 152k vocabulary that is
+    most of a step's activation memory. Here the forward keeps only the logits as they came (bf16
+    under autocast) and one fp32 logsumexp per row; the backward rebuilds the softmax chunk by chunk:
+    d logp / dz_j = ([j == token] - softmax(z / T)_j) / T.
+    """
+
+    @staticmethod
+    def forward(ctx, logits, tokens, temperature, chunk):
+        V = logits.shape[-1]
+        flat, tok = logits.reshape(-1, V), tokens.reshape(-1, 1)
+        compute = torch.promote_types(logits.dtype, torch.float32)  # fp32, or fp64 for gradcheck
+        out = torch.empty(flat.shape[0], dtype=compute, device=logits.device)
+        lse = torch.empty_like(out)
+        for i in range(0, flat.shape[0], chunk):
+            z = flat[i:i + chunk].to(compute)
+            if temperature != 1.0:
+                z = z / temperature
+            lse[i:i + chunk] = torch.logsumexp(z, -1)
+            out[i:i + chunk] = z.gather(-1, tok[i:i + chunk]).squeeze(-1) - lse[i:i + chunk]
+        ctx.save_for_backward(logits, tokens, lse)
+        ctx.temperature, ctx.chunk = temperature, chunk
+        return out.view(tokens.shape)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        logits, tokens, lse = ctx.saved_tensors
+        T, chunk, V = ctx.temperature, ctx.chunk, logits.shape[-1]
+        flat, tok, g = logits.reshape(-1, V), tokens.reshape(-1, 1), grad_out.reshape(-1, 1).to(lse.dtype)
+        grad = torch.empty_like(flat)
+        for i in range(0, flat.shape[0], chunk):
+            z = flat[i:i + chunk].to(lse.dtype)
+            if T != 1.0:
+                z = z / T
+            gi = torch.exp(z - lse[i:i + chunk, None]).mul_(-g[i:i + chunk])  # -g softmax
+            gi.scatter_add_(-1, tok[i:i + chunk], g[i:i + chunk])  # + g at the token
+            if T != 1.0:
+                gi /= T
+            grad[i:i + chunk] = gi
+        return grad.view_as(logits), None, None, None
+
+
+def token_logps(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0,
+                chunk_elements: int = CHUNK_ELEMENTS) -> torch.Tensor:
+    """log softmax(logits / temperature) at `tokens`: [..., V], [...] -> [...] fp32 (fp64 for fp64
+    logits), equal to `(logits.float() / T).log_softmax(-1).gather(...)` in value and gradient
+    without any fp32 copy of the logits outliving a chunk of rows."""
+    return _TokenLogps.apply(logits, tokens, temperature, max(1, chunk_elements // logits.shape[-1]))
 
 
 def completion_logps(
@@ -43,15 +94,16 @@ def completion_logps(
     cache = DynamicCache()
     first = model(input_ids=prompt_ids, attention_mask=prompt_mask, position_ids=positions(prompt_mask),
                   use_cache=True, **forward_kwargs(model, cache, keep_last=1))
-    first_logits = first.logits[:, -1][rows]  # [B*G, V]: predicts completion token 0
+    # completion token 0, predicted by each prompt's last position: [B, V] scored for its G rows
+    first_logps = token_logps(first.logits[:, -1][rows], completion_ids[:, 0], temperature).unsqueeze(1)
     if L == 1:
-        return _gather(first_logits.unsqueeze(1), completion_ids, temperature)
+        return first_logps
     cache.reorder_cache(rows)  # [B] -> [B*G] rows, differentiable
     mask = torch.cat([prompt_mask[rows], completion_mask[:, :-1].to(prompt_mask.dtype)], dim=1)
     pos = prompt_mask.sum(-1)[rows].unsqueeze(1) + torch.arange(L - 1, device=prompt_ids.device)  # [B*G, L-1]
     rest = model(input_ids=completion_ids[:, :-1], attention_mask=mask, position_ids=pos, use_cache=True,
                  **forward_kwargs(model, cache)).logits  # [B*G, L-1, V]: predict completion tokens 1..L-1
-    return _gather(torch.cat([first_logits.unsqueeze(1), rest], dim=1), completion_ids, temperature)
+    return torch.cat([first_logps, token_logps(rest, completion_ids[:, 1:], temperature)], dim=1)
 
 
 def full_completion_logps(
@@ -68,4 +120,4 @@ def full_completion_logps(
     ids = torch.cat([prompt_ids[rows], completion_ids], dim=1)  # [N, T+L]
     mask = torch.cat([prompt_mask[rows], completion_mask.to(prompt_mask.dtype)], dim=1)
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=False).logits
-    return _gather(logits[:, -(L + 1):-1], completion_ids, temperature)
+    return token_logps(logits[:, -(L + 1):-1], completion_ids, temperature)

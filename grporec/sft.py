@@ -26,6 +26,7 @@ from grporec.data.catalog import Catalog
 from grporec.data.load import load_data_catalog, load_split
 from grporec.data.stream import SampleStream
 from grporec.decode.rollout import forward_kwargs, left_pad, positions
+from grporec.logprobs import token_logps
 from grporec.errors import SettingsError
 from grporec.models.format import PromptFormat, format_for
 from grporec.models.lora import check_lora, lora_for
@@ -103,11 +104,12 @@ def completion_loss_sum(model, ids: torch.Tensor, mask: torch.Tensor, labels: to
     has_label = (labels != IGNORE).any(0).nonzero()
     keep = ids.shape[1] - int(has_label[0]) + 1  # from the position before the first label to the end
     logits = model(input_ids=ids, attention_mask=mask, position_ids=positions(mask), use_cache=False,
-                   **forward_kwargs(model, keep_last=keep)).logits[:, -keep:-1].float()  # position t predicts token t+1
+                   **forward_kwargs(model, keep_last=keep)).logits[:, -keep:-1]  # position t predicts token t+1
     target = labels[:, -(keep - 1):]
-    loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
-                                             ignore_index=IGNORE, reduction="sum")
-    return loss, int((target != IGNORE).sum())
+    labelled = target != IGNORE
+    # cross-entropy = -log p(label), from the chunked head: no fp32 copy of [B, keep, V] is kept
+    loss = -(token_logps(logits, target.masked_fill(~labelled, 0)) * labelled).sum()
+    return loss, labelled.sum()
 
 
 @torch.no_grad()
@@ -120,9 +122,10 @@ def valid_loss(model, fmt: PromptFormat, samples, cfg: Config, env: dist.DistEnv
     step = cfg.sft.train.micro_batch_prompts
     for i in range(0, per_rank, step):  # the same number of forwards on every rank (FSDP)
         part = mine[i:i + step] or samples[:1]
-        loss, n = completion_loss_sum(model, *encode(fmt, part, env.device))
+        with dist.autocast(env, cfg.sft.train.mixed_precision):
+            loss, n = completion_loss_sum(model, *encode(fmt, part, env.device))
         if mine[i:i + step]:
-            total, count = total + loss.item(), count + n
+            total, count = total + loss.item(), count + int(n)
     model.train()
     return dist.all_reduce_sum(total, env) / max(dist.all_reduce_sum(count, env), 1)
 
@@ -133,6 +136,7 @@ class Selector:
 
     def __init__(self, cfg: Config, fmt: PromptFormat, catalog: Catalog, valid_rows, env: dist.DistEnv):
         self.on, self.env, self.fmt, self.beams = cfg.sft.select_on, env, fmt, cfg.sft.select_beams
+        self.mixed_precision = cfg.sft.train.mixed_precision
         self.key = "valid_loss" if self.on == "loss" else "valid_ndcg@10"
         self.worst = float("inf") if self.on == "loss" else float("-inf")
         if self.on == "ndcg":
@@ -151,7 +155,8 @@ class Selector:
             return {}
         from grporec.evaluate import predict, score
 
-        preds = predict(model, self.fmt, self.trie, self.samples, self.beams, self.batch, self.env)
+        with dist.autocast(self.env, self.mixed_precision):  # bf16 on one CUDA device, as training computes
+            preds = predict(model, self.fmt, self.trie, self.samples, self.beams, self.batch, self.env)
         m = score(preds, self.samples, self.beams, ks=(10,))
         return {"valid_ndcg@10": m["ndcg@10"], "valid_hr@10": m["hr@10"]}
 
@@ -224,12 +229,14 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
             encoded = [encode(fmt, batch[i:i + tc.micro_batch_prompts], env.device)
                        for i in range(0, len(batch), tc.micro_batch_prompts)]
             mean_tokens = dist.all_reduce_sum(sum(int((lab != IGNORE).sum()) for _, _, lab in encoded), env) / env.world_size
-            loss_sum, finite = 0.0, True
+            losses = []  # on the device until the step's end: no host sync between backward and the next forward
             for ids, mask, labels in encoded:
-                loss, _ = completion_loss_sum(model, ids, mask, labels)
+                with dist.autocast(env, tc.mixed_precision):
+                    loss, _ = completion_loss_sum(model, ids, mask, labels)
                 (loss / mean_tokens).backward()  # token-weighted: the sum equals the batch mean's gradient
-                loss_sum += loss.item()
-                finite &= math.isfinite(loss.item())
+                losses.append(loss.detach())
+            losses = torch.stack(losses).tolist()
+            loss_sum, finite = sum(losses), all(math.isfinite(x) for x in losses)
             lr = optimizer.param_groups[0]["lr"]  # the rate this step used
             stepped, grad_norm = guarded_step(model, optimizer, scheduler, tc.max_grad_norm, not dist.any_rank(not finite, env))
             count_update(state, stepped, tc, f"SFT steps had a non-finite loss or gradient (last: step {step}); lower "

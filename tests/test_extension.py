@@ -97,3 +97,42 @@ def test_beam_sample_rollouts_through_the_loop_are_reproducible(tiny_cfg, tiny_m
         runs.append(loop.train(cfg, ENV)["history"])
     assert [(h["loss"], h["reward"]) for h in runs[0]] == [(h["loss"], h["reward"]) for h in runs[1]]
     assert all(h["categorical_diversity"] == 1.0 for h in runs[0])  # beams are distinct items, as in beam search
+
+
+@pytest.mark.parametrize("loss_type", ["grpo", "token"])
+def test_the_sync_free_update_equals_the_summed_micro_batch_losses(tiny_cfg, loss_type):
+    """policy_backward keeps losses and metrics on the device until one transfer at the end; its
+    loss, metrics and gradient must equal the plain sum over micro-batches of share x loss, with the
+    share of rows (grpo) or of tokens (token) computed by hand."""
+    from grporec.decode import SidTrie, beam_search, left_pad
+    from test_decode import PAD, PROMPTS, random_catalog, tiny_lm
+
+    G = 4
+    model = tiny_lm(9)
+    trie = SidTrie.build(random_catalog(9, 12) + [[11, 21, 31, 41, 5, 1]], PAD)  # a longer SID: token counts differ
+    ids, mask = left_pad(PROMPTS, PAD)
+    r = beam_search(model, ids, mask, trie, G)
+    t_ids, t_mask = trie.path(torch.tensor([3, 5, 11]))
+    adv = torch.randn(len(PROMPTS) * G, generator=torch.Generator().manual_seed(1))
+    mbs = [batches.MicroBatch(ids[p:p + 1], mask[p:p + 1], r.completion_ids[p * G:(p + 1) * G],
+                              r.completion_mask[p * G:(p + 1) * G], [None], adv[p * G:(p + 1) * G], None, None,
+                              t_ids[p:p + 1], t_mask[p:p + 1], r.injected[p * G:(p + 1) * G], 1.0) for p in range(3)]
+    cfg = tiny_loop_cfg(tiny_cfg, "unused", "unused", "rl.beta=0.0", f"rl.loss_type={loss_type}")
+    model.train()
+    total, metrics, finite = update.policy_backward(model, mbs, cfg, ENV)
+    got = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    tokens = [float(mb.completion_mask.sum()) for mb in mbs]
+    # rows: 4 of 12 each -> 1/3; tokens: each micro-batch's count over the mean count per rank (1 rank: the sum)
+    shares = [t / sum(tokens) for t in tokens] if loss_type == "token" else [1 / 3] * 3
+    want, want_kl = 0.0, 0.0
+    for mb, share in zip(mbs, shares):
+        loss, m = update.micro_loss(model, mb, cfg)
+        (loss * share).backward()
+        want += loss.item() * share
+        want_kl += m["kl"].item() / 3  # metrics average with the share of rows
+    assert finite
+    assert total == pytest.approx(want, rel=1e-6, abs=1e-9)
+    assert metrics["kl"] == pytest.approx(want_kl, rel=1e-6, abs=1e-9)
+    for a, p in zip(got, model.parameters()):
+        torch.testing.assert_close(a, p.grad, atol=1e-7, rtol=1e-6)

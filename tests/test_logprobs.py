@@ -31,3 +31,42 @@ def test_matches_the_decoder_scores():
     with torch.no_grad():
         lp = completion_logps(model, r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask)
     torch.testing.assert_close(lp * r.completion_mask, r.token_logps, atol=1e-5, rtol=1e-5)
+
+
+def _naive(logits, tokens, T):
+    return (logits.float() / T).log_softmax(-1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def test_the_chunked_head_equals_log_softmax_and_gather_in_value_and_gradient():
+    from grporec.logprobs import token_logps
+
+    g = torch.Generator().manual_seed(0)
+    logits = (torch.randn(5, 3, 37, generator=g) * 4).requires_grad_(True)
+    tokens = torch.randint(0, 37, (5, 3), generator=g)
+    weights = torch.randn(5, 3, generator=g)
+    for T in (1.0, 0.7):
+        # 37 * 4 elements per chunk = 4 rows of 37: the 15 rows go as 4 + 4 + 4 + 3, a short last chunk
+        fused = token_logps(logits, tokens, T, chunk_elements=37 * 4)
+        naive = _naive(logits, tokens, T)
+        torch.testing.assert_close(fused, naive, atol=1e-6, rtol=1e-6)
+        (g_fused,) = torch.autograd.grad((fused * weights).sum(), logits)
+        (g_naive,) = torch.autograd.grad((naive * weights).sum(), logits)
+        torch.testing.assert_close(g_fused, g_naive, atol=1e-6, rtol=1e-5)
+    x = torch.randn(4, 2, 9, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda z: token_logps(z, tokens[:4, :2] % 9, 0.7, chunk_elements=18), (x,))
+
+
+def test_the_chunked_head_on_bf16_logits_is_the_fp32_value_of_those_logits():
+    from grporec.logprobs import token_logps
+
+    g = torch.Generator().manual_seed(1)
+    logits = (torch.randn(6, 2, 50, generator=g) * 3).to(torch.bfloat16)
+    tokens = torch.randint(0, 50, (6, 2), generator=g)
+    out = token_logps(logits, tokens)
+    assert out.dtype == torch.float32  # computed in fp32 from the bf16 values, not in bf16
+    torch.testing.assert_close(out, _naive(logits, tokens, 1.0), atol=1e-6, rtol=1e-6)
+    logits.requires_grad_(True)
+    (grad,) = torch.autograd.grad(token_logps(logits, tokens).sum(), logits)
+    assert grad.dtype == torch.bfloat16  # the gradient comes back in the logits' own dtype
+    # each row's gradient is onehot - softmax: it sums to 0 over the vocabulary (to bf16 rounding)
+    torch.testing.assert_close(grad.float().sum(-1), torch.zeros(6, 2), atol=2e-2, rtol=0)

@@ -65,6 +65,35 @@ def test_beta_zero_builds_no_reference(tiny_cfg, tiny_model_dir, tmp_path, monke
     assert result["history"][0]["kl"] == 0.0
 
 
+def test_a_bf16_reference_gives_the_fp32_log_probs_to_bf16_precision(tiny_cfg, tiny_model_dir, tmp_path):
+    """rl.reference_dtype=bfloat16 (auto's choice on CUDA) stores the reference in bf16; its log-probs
+    are computed in fp32 from bf16 logits. bf16 keeps 8 mantissa bits (relative error 2^-9 per weight),
+    so through 2 layers the per-token log-probs of the tiny model differ by ~1e-3; 2e-2 is the bound."""
+    from grporec.data.formats import split_sid
+    from grporec.data.load import load_data_catalog
+    from grporec.decode import SidTrie, beam_search, left_pad
+    from grporec.grpo.setup import load_models, reference_dtype
+    from grporec.logprobs import completion_logps
+
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "rl.reference_dtype=bfloat16")
+    catalog = load_data_catalog(cfg.data)
+    policy, reference, tok = load_models(cfg, catalog, ENV)
+    assert {p.dtype for p in reference.parameters()} == {torch.bfloat16}
+    assert {p.dtype for p in policy.parameters()} == {torch.float32}  # the policy keeps fp32 masters
+    assert reference_dtype(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "b"), ENV) == "float32"  # auto on a CPU
+    sids = [[tok.convert_tokens_to_ids(t) for t in split_sid(s)] for s in catalog.sids[:40]]
+    trie = SidTrie.build(sids, tok.pad_token_id)
+    prompts = [tok(f"history {i}")["input_ids"] for i in range(3)]
+    ids, mask = left_pad(prompts, tok.pad_token_id)
+    with torch.no_grad():
+        r = beam_search(policy, ids, mask, trie, 4)
+        fp32 = completion_logps(policy, r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask)
+        bf16 = completion_logps(reference, r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask)
+    m = r.completion_mask.bool()
+    assert bf16.dtype == torch.float32
+    assert 0 < (fp32 - bf16)[m].abs().max() < 2e-2  # differs (it is bf16) but only by rounding
+
+
 @pytest.mark.parametrize("loss_type", ["grpo", "token"])
 def test_micro_batches_give_the_same_update(tiny_cfg, tiny_model_dir, tmp_path, loss_type):
     """Splitting the step's prompts into micro-batches of 1 or 4 gives the same parameters."""

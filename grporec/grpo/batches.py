@@ -11,7 +11,6 @@ from grporec.config import Config
 from grporec.data import datasets as D
 from grporec.decode import Rollout
 from grporec.grpo.rollout import DecodeBatch
-from grporec.grpo.setup import autocast
 from grporec.logprobs import completion_logps
 
 
@@ -89,7 +88,7 @@ def make_micro_batches(chunks: list[DecodeBatch], advantages: torch.Tensor, cfg:
 def add_logps(batches: list[MicroBatch], model, field: str, cfg: Config, env: dist.DistEnv) -> None:
     """Fill each micro-batch's `field` ("ref_logps" or "old_logps") with `model`'s per-token
     log-probs [rows, L], without grad, micro-batch by micro-batch."""
-    with autocast(env, cfg):
+    with dist.autocast(env, cfg.train.mixed_precision):
         for mb in batches:
             setattr(mb, field, completion_logps(model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
                                                 mb.completion_mask, temperature=mb.temperature))

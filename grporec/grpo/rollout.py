@@ -11,7 +11,6 @@ from grporec.config import Config
 from grporec.data import datasets as D
 from grporec.decode import Rollout, beam_search, dynamic_sample, inject_targets, left_pad, sample
 from grporec.errors import SettingsError
-from grporec.grpo.setup import autocast
 from grporec.models.format import PromptFormat
 
 
@@ -69,7 +68,7 @@ def roll_out(policy, fmt: PromptFormat, trie, samples: list[D.Sample], cfg: Conf
         part = samples[i:i + cfg.train.rollout_batch_prompts]
         ids, mask = left_pad([fmt.prompt_ids(s.prompt) for s in part], fmt.pad_id, env.device)
         targets = torch.tensor([label_of.get(s.target_sid, -1) for s in part], device=env.device)  # [B]
-        with autocast(env, cfg):
+        with dist.autocast(env, cfg.train.mixed_precision):
             if cfg.rl.rollout == "beam":
                 r = beam_search(policy, ids, mask, trie, G)
             elif cfg.rl.rollout == "beam_sample":

@@ -1,8 +1,6 @@
 """Setting a GRPO run up: the prompt dataset, the policy and reference models, the rewards."""
 from __future__ import annotations
 
-import contextlib
-
 import torch
 
 from grporec import dist
@@ -62,9 +60,18 @@ def load_models(cfg: Config, catalog: Catalog, env: dist.DistEnv):
     if cfg.rl.beta != 0 and lora.rank > 0:
         reference = AdaptersOff(policy)  # the SFT model the adapters start from: no second model
     elif cfg.rl.beta != 0:
-        reference, _ = place(read, env, cfg.train.mixed_precision, reshard_after_forward=True)
+        dtype = reference_dtype(cfg, env)
+        reference, _ = place(lambda: load_policy(cfg.model.path, dtype), env, cfg.train.mixed_precision,
+                             reshard_after_forward=True)
         reference.requires_grad_(False).eval()
     return policy, reference, tokenizer
+
+
+def reference_dtype(cfg: Config, env: dist.DistEnv) -> str:
+    """rl.reference_dtype with auto resolved: bf16 where the reference computes in bf16 (CUDA, mixed precision)."""
+    if cfg.rl.reference_dtype != "auto":
+        return cfg.rl.reference_dtype
+    return "bfloat16" if env.device.type == "cuda" and cfg.train.mixed_precision else "float32"
 
 
 def build_rewards(cfg: Config, catalog: Catalog, device: torch.device) -> RewardSet:
@@ -83,10 +90,3 @@ def build_rewards(cfg: Config, catalog: Catalog, device: torch.device) -> Reward
 
         teacher = MarkovTeacher(load_split(cfg.data, "train", catalog), cfg.reward.markov_min_count)
     return RewardSet(named, embeddings, scorer, teacher)
-
-
-def autocast(env: dist.DistEnv, cfg: Config):
-    """bf16 autocast for one-process CUDA training (FSDP has its own mixed precision)."""
-    if env.device.type == "cuda" and cfg.train.mixed_precision and not env.distributed:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()

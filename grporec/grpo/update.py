@@ -2,12 +2,13 @@
 accumulated over micro-batches, the global reward std, and the reference's sync."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from grporec import dist
 from grporec.config import Config
 from grporec.grpo.batches import MicroBatch
-from grporec.grpo.setup import autocast
 from grporec.logprobs import completion_logps
 from grporec.loss import grpo_loss
 from grporec.loss.advantage import pooled_std
@@ -55,18 +56,29 @@ def policy_backward(policy, batches: list[MicroBatch], cfg: Config, env: dist.Di
     """
     loss_fn = loss_fn or micro_loss
     n_rows = sum(mb.rows for mb in batches)
-    n_tokens = sum(float(mb.completion_mask.sum()) for mb in batches)
-    mean_tokens = dist.all_reduce_sum(n_tokens, env) / env.world_size  # token share is global
-    total, finite, sums = 0.0, True, {}
-    for mb in batches:
-        with autocast(env, cfg):
+    shares = [mb.rows / n_rows for mb in batches]
+    if cfg.rl.loss_type == "token":  # token share is global; one transfer of every micro-batch's count
+        counts = torch.stack([mb.completion_mask.sum() for mb in batches]).tolist()
+        mean_tokens = dist.all_reduce_sum(float(sum(counts)), env) / env.world_size
+        shares = [c / mean_tokens for c in counts]
+    # No host sync inside the loop (a `.item()` right after backward() would idle the GPU while
+    # Python launches the next forward): losses and metrics stay on the device, one transfer at the end.
+    on_device = []  # per micro-batch: its loss, then its metrics in `names` order
+    names = []
+    for mb, share in zip(batches, shares):
+        with dist.autocast(env, cfg.train.mixed_precision):
             loss, m = loss_fn(policy, mb, cfg)
-        share = (float(mb.completion_mask.sum()) / mean_tokens) if cfg.rl.loss_type == "token" else mb.rows / n_rows
         (loss * share).backward()
-        finite &= bool(torch.isfinite(loss))
-        total += loss.item() * share
-        for key, value in m.items():
-            sums[key] = sums.get(key, 0.0) + float(value) * mb.rows / n_rows
+        names.append(list(m))
+        on_device += [loss.detach().float()] + [torch.as_tensor(v, device=loss.device).detach().float() for v in m.values()]
+    values = iter(torch.stack(on_device).tolist())
+    total, finite, sums = 0.0, True, {}
+    for mb, share, keys in zip(batches, shares, names):
+        loss = next(values)
+        finite &= math.isfinite(loss)
+        total += loss * share
+        for key in keys:
+            sums[key] = sums.get(key, 0.0) + next(values) * mb.rows / n_rows
     return total, sums, not dist.any_rank(not finite, env)
 
 
