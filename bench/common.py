@@ -6,6 +6,7 @@ preset or the real Office_Products files in ../shared.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import sys
 from pathlib import Path
 
@@ -25,13 +26,16 @@ from grporec.models.tokenizer import train_tiny_tokenizer  # noqa: E402
 OFFICE = Path(__file__).resolve().parents[2] / "shared" / "data" / "minionerec" / "Amazon"
 QWEN05 = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
               num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1000000.0, tie_word_embeddings=True)
+QWEN15 = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
+              num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1000000.0, tie_word_embeddings=True)
+SHAPES = {"qwen2.5-0.5b": QWEN05, "qwen2.5-1.5b": QWEN15}  # the real architectures (random weights)
 
 
 def model_arguments(description: str) -> argparse.ArgumentParser:
     """A parser with the options every benchmark takes (data, model shape, device, dtype, threads)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--data", choices=["industrial-like", "office"], default="industrial-like")
-    ap.add_argument("--shape", choices=["tiny", "qwen2.5-0.5b"], default="tiny")
+    ap.add_argument("--shape", choices=["tiny", *SHAPES], default="tiny")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     ap.add_argument("--threads", type=int, default=2)
@@ -62,10 +66,45 @@ def build_model(shape: str, catalog, rows, dtype, device):
     texts = [s.prompt + s.completion for s in D.EvalSidDataset(rows)] + [it.title for it in catalog.items]
     if shape == "tiny":
         model, tok = build_tiny_policy(texts, catalog.sid_tokens, TinyModelConfig(), seed=0)
-    else:  # Qwen2.5-0.5B architecture, random weights; a stand-in BPE tokenizer (speed only)
+    else:  # a Qwen2.5 architecture with its real vocabulary, random weights; a stand-in BPE tokenizer (speed only)
         tok = train_tiny_tokenizer(texts, [], vocab_size=2000)
         torch.manual_seed(0)
-        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=151936, **QWEN05))
+        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=151936, **SHAPES[shape]))
         extend_policy(model, tok, catalog.sid_tokens)
         model.resize_token_embeddings(151936 + len(catalog.sid_tokens))
     return model.to(device=device, dtype=dtype).eval(), tok
+
+
+class PhasePeak:
+    """Peak memory (GiB) of each phase: CUDA allocated bytes, or the process's resident set on a CPU."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peaks = device, {}
+        self._libc = ctypes.CDLL("libc.so.6") if device.type == "cpu" else None
+
+    def start(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            self._libc.malloc_trim(0)  # give freed memory back, so that the reset starts from what is in use
+            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
+
+    def stop(self, phase: str) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            peak = torch.cuda.max_memory_allocated() / 2**30
+        else:
+            kib = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+                       if line.startswith("VmHWM:"))
+            peak = kib / 2**20
+        self.peaks[phase] = max(self.peaks.get(phase, 0.0), peak)
+
+    def wrap(self, fn, phase: str):
+        def measured(*args, **kwargs):
+            self.start()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.stop(phase)
+        return measured

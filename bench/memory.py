@@ -16,7 +16,6 @@ on CUDA it is the peak of allocated tensor memory during it. Writes JSON and pri
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import platform
 import shutil
@@ -29,44 +28,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import build_model, load_data, model_arguments, setup  # noqa: E402
+from common import PhasePeak, build_model, load_data, model_arguments, setup  # noqa: E402
 
 PHASES = ("rollout", "reference", "update")
-
-
-class PhasePeak:
-    """Peak memory (GiB) of each phase: CUDA allocated bytes, or the process's resident set on a CPU."""
-
-    def __init__(self, device: torch.device):
-        self.device, self.peaks = device, {}
-        self._libc = ctypes.CDLL("libc.so.6") if device.type == "cpu" else None
-
-    def start(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        else:
-            self._libc.malloc_trim(0)  # give freed memory back, so that the reset starts from what is in use
-            Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current resident set
-
-    def stop(self, phase: str) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize()
-            peak = torch.cuda.max_memory_allocated() / 2**30
-        else:
-            kib = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
-                       if line.startswith("VmHWM:"))
-            peak = kib / 2**20
-        self.peaks[phase] = max(self.peaks.get(phase, 0.0), peak)
-
-    def wrap(self, fn, phase: str):
-        def measured(*args, **kwargs):
-            self.start()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.stop(phase)
-        return measured
 
 
 def one_setting(args) -> dict:
