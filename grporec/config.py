@@ -190,6 +190,17 @@ class TrainConfig:
     prompts_per_step: int = 64  # global batch: prompts per optimizer step, over all ranks
     micro_batch_prompts: int = 4  # prompts per forward/backward on one rank (x G rows for GRPO)
     rollout_batch_prompts: int = 16  # prompts decoded together on one rank
+    # prompts per no-grad log-prob forward (reference, old policy): they keep no activations, so they
+    # can run wider than micro_batch_prompts; 0: rollout_batch_prompts (what decoding already holds)
+    logps_batch_prompts: int = 0
+    # FSDP2 (torchrun) trade-offs of memory for communication, both off by default (least memory):
+    # reshard_after_forward=false keeps each layer's gathered weights from a micro-batch's first forward
+    # through its backward (one all-gather per layer per micro-batch instead of three: the prompt pass, the
+    # completion pass and the backward), at the cost of the whole model's bf16 weights on every rank;
+    reshard_after_forward: bool = True
+    # reduce_every_micro_batch=false accumulates unsharded gradients over the micro-batches and
+    # reduce-scatters once per optimizer step, at the cost of a full fp32 gradient on every rank.
+    reduce_every_micro_batch: bool = True
     epochs: int = 2  # passes over the prompts (unless max_steps > 0)
     max_steps: int = -1  # > 0: stop after this many optimizer steps instead of the epochs
     log_steps: int = 1  # a console line every N steps (the JSONL log gets every step)

@@ -136,3 +136,33 @@ def test_the_sync_free_update_equals_the_summed_micro_batch_losses(tiny_cfg, los
     assert metrics["kl"] == pytest.approx(want_kl, rel=1e-6, abs=1e-9)
     for a, p in zip(got, model.parameters()):
         torch.testing.assert_close(a, p.grad, atol=1e-7, rtol=1e-6)
+
+
+def test_no_grad_log_probs_over_several_micro_batches_equal_one_forward_each(tiny_cfg):
+    """train.logps_batch_prompts joins micro-batches of different prompt widths and completion lengths
+    into one no-grad forward (prompts left-padded further, completions right-padded): every row's
+    log-probs must be what its own micro-batch's forward gives."""
+    from grporec.decode import SidTrie, beam_search, left_pad
+    from grporec.logprobs import completion_logps
+    from test_decode import PAD, PROMPTS, random_catalog, tiny_lm
+
+    G = 3
+    model = tiny_lm(11)
+    trie = SidTrie.build(random_catalog(11, 12) + [[11, 21, 31, 41, 5, 1]], PAD)
+    mbs = []
+    for p, prompt in enumerate(PROMPTS):  # each prompt decoded alone: its own width and completion length
+        ids, mask = left_pad([prompt], PAD)
+        r = beam_search(model, ids, mask, trie, G)
+        t_ids, t_mask = trie.path(torch.tensor([p]))
+        mbs.append(batches.MicroBatch(ids, mask, r.completion_ids, r.completion_mask, [None], torch.zeros(G), None, None,
+                                      t_ids, t_mask, r.injected, 0.7))
+    assert len({mb.prompt_ids.shape[1] for mb in mbs}) > 1  # the widths really differ
+    for prompts in (1, 2, 3):  # one forward each, a pair and a single, all three together
+        cfg = tiny_loop_cfg(tiny_cfg, "unused", "unused", f"train.logps_batch_prompts={prompts}")
+        batches.add_logps(mbs, model, "ref_logps", cfg, ENV)
+        for mb in mbs:
+            with torch.no_grad():
+                want = completion_logps(model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask, 0.7)
+            assert mb.ref_logps.shape == want.shape
+            m = mb.completion_mask.bool()
+            torch.testing.assert_close(mb.ref_logps[m], want[m], atol=1e-5, rtol=1e-5)

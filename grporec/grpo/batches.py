@@ -84,11 +84,46 @@ def make_micro_batches(chunks: list[DecodeBatch], advantages: torch.Tensor, cfg:
     return out
 
 
+def _no_grad_groups(batches: list[MicroBatch], prompts: int):
+    """Consecutive micro-batches of at most `prompts` prompts together (a lone larger one alone)."""
+    group, size = [], 0
+    for mb in batches:
+        b = mb.prompt_ids.shape[0]
+        if group and size + b > prompts:
+            yield group
+            group, size = [], 0
+        group.append(mb)
+        size += b
+    if group:
+        yield group
+
+
+def _stack(tensors: list[torch.Tensor], width: int, left: bool) -> torch.Tensor:
+    """[b_i, w_i] tensors as one [sum b_i, width], zero-padded on the left (prompts) or right (completions)."""
+    pad = [torch.nn.functional.pad(t, (width - t.shape[1], 0) if left else (0, width - t.shape[1])) for t in tensors]
+    return torch.cat(pad)
+
+
 @torch.no_grad()
 def add_logps(batches: list[MicroBatch], model, field: str, cfg: Config, env: dist.DistEnv) -> None:
     """Fill each micro-batch's `field` ("ref_logps" or "old_logps") with `model`'s per-token
-    log-probs [rows, L], without grad, micro-batch by micro-batch."""
+    log-probs [rows, L], without grad. Several micro-batches share one forward (train.logps_batch_prompts
+    prompts): their prompts are left-padded to a common width (masked, and positions follow the mask, so
+    the values are the per-micro-batch ones) and their completions right-padded."""
+    prompts = cfg.train.logps_batch_prompts or cfg.train.rollout_batch_prompts
     with dist.autocast(env, cfg.train.mixed_precision):
-        for mb in batches:
-            setattr(mb, field, completion_logps(model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids,
-                                                mb.completion_mask, temperature=mb.temperature))
+        for group in _no_grad_groups(batches, prompts):
+            T = max(mb.prompt_ids.shape[1] for mb in group)
+            L = max(mb.completion_ids.shape[1] for mb in group)
+            G = {mb.rows // mb.prompt_ids.shape[0] for mb in group}
+            if len(G) > 1:  # rows are grouped prompt by prompt; a mixed G cannot share the forward
+                raise ValueError(f"micro-batches with different group sizes {sorted(G)}")
+            logps = completion_logps(model, _stack([mb.prompt_ids for mb in group], T, left=True),
+                                     _stack([mb.prompt_mask for mb in group], T, left=True),
+                                     _stack([mb.completion_ids for mb in group], L, left=False),
+                                     _stack([mb.completion_mask for mb in group], L, left=False),
+                                     temperature=group[0].temperature)
+            row = 0
+            for mb in group:
+                setattr(mb, field, logps[row:row + mb.rows, :mb.completion_ids.shape[1]])
+                row += mb.rows

@@ -50,7 +50,8 @@ def load_models(cfg: Config, catalog: Catalog, env: dist.DistEnv):
     def read():
         return load_policy(cfg.model.path, "float32")
 
-    policy, tokenizer = place(read, env, cfg.train.mixed_precision, prepare=lora_for(lora, catalog.sid_tokens))
+    policy, tokenizer = place(read, env, cfg.train.mixed_precision, reshard_after_forward=cfg.train.reshard_after_forward,
+                              prepare=lora_for(lora, catalog.sid_tokens))
     check_recorded_format(cfg.model.path, cfg.data.prompt_format)
     check_sid_tokenizer(tokenizer, catalog.sids, source=cfg.model.path)
     policy.config.use_cache = False

@@ -65,7 +65,10 @@ def policy_backward(policy, batches: list[MicroBatch], cfg: Config, env: dist.Di
     # Python launches the next forward): losses and metrics stay on the device, one transfer at the end.
     on_device = []  # per micro-batch: its loss, then its metrics in `names` order
     names = []
-    for mb, share in zip(batches, shares):
+    once = not cfg.train.reduce_every_micro_batch and hasattr(policy, "set_requires_gradient_sync")  # FSDP2 only
+    for i, (mb, share) in enumerate(zip(batches, shares)):
+        if once:  # reduce-scatter in the last micro-batch's backward only
+            policy.set_requires_gradient_sync(i == len(batches) - 1)
         with dist.autocast(env, cfg.train.mixed_precision):
             loss, m = loss_fn(policy, mb, cfg)
         (loss * share).backward()
