@@ -12,14 +12,16 @@ device's dense bf16 peak (MFU) per model phase, from the FLOP count of bench/flo
 tensors each phase actually processed, and peak allocated memory per phase (CUDA).
 
 `--compare REV` times the code at git revision REV (a worktree under --workdir) and the working
-tree's code with this same script, in two child processes on the same model and data, and writes
-both and their ratio: the speed-up is measured side by side, not against an old JSON.
+tree's code with this same script, in child processes on the same model and data, `--rounds` times
+in alternating order, and writes the medians and their ratio: the speed-up is measured side by
+side, not against an old JSON.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import platform
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -148,18 +150,35 @@ def describe(r: dict) -> str:
 
 
 def compare(args) -> dict:
-    """Both codes timed by this script in child processes on the same model and data; their ratio."""
+    """Both codes timed by this script in child processes on the same model and data, `--rounds`
+    times in alternating order (old first, then new first, ...); per phase the median of the rounds,
+    and the ratio of the medians."""
     work = Path(args.workdir)
     tree = work / f"code-{args.compare}"
     if not tree.exists():
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(tree.resolve()), args.compare], check=True)
+    runs = {"old": [], "new": []}
+    for r in range(args.rounds):
+        for label in (("old", "new") if r % 2 == 0 else ("new", "old")):
+            dest = work / f"{label}-{r}.json"
+            cmd = [sys.executable, __file__, *_without(sys.argv[1:], "--compare", "--out", "--workdir"),
+                   "--code", str(tree if label == "old" else REPO), "--out", str(dest), "--workdir", str(work / "shared")]
+            subprocess.run(cmd, check=True)
+            runs[label].append(json.loads(dest.read_text()))
     out = {}
-    for label, code in (("old", tree), ("new", REPO)):
-        dest = work / f"{label}.json"
-        cmd = [sys.executable, __file__, *_without(sys.argv[1:], "--compare", "--out", "--workdir"),
-               "--code", str(code), "--out", str(dest), "--workdir", str(work / "shared")]
-        subprocess.run(cmd, check=True)
-        out[label] = json.loads(dest.read_text())
+    for label, reports in runs.items():
+        rep = dict(reports[0])
+        rep["phases_s"] = {k: statistics.median(x["phases_s"][k] for x in reports) for k in PHASES}
+        rep["step_s"] = statistics.median(x["step_s"] for x in reports)
+        rep["rounds_step_s"] = [x["step_s"] for x in reports]
+        for k in MODEL_PHASES:
+            a = rep["achieved"][k]
+            a["tflop_per_s"] = a["flops"] / rep["phases_s"][k] / 1e12
+            a["mfu"] = a["flops"] / rep["phases_s"][k] / (rep["peak_bf16_tflop_per_s"] * 1e12) if rep["peak_bf16_tflop_per_s"] else None
+        rep["completions_per_s"] = args.prompts * args.generations / rep["step_s"]
+        rep["steps_timed"] = f"{reports[0]['steps_timed']} per round, median of {len(reports)} rounds"
+        rep.pop("history", None)
+        out[label] = rep
     out["speedup"] = {k: out["old"]["phases_s"][k] / out["new"]["phases_s"][k] for k in MODEL_PHASES}
     out["speedup"]["step"] = out["old"]["step_s"] / out["new"]["step_s"]
     if out["old"]["peak_memory_gib"]:
