@@ -39,7 +39,7 @@ class _TokenLogps(torch.autograd.Function):
         out = torch.empty(flat.shape[0], dtype=compute, device=logits.device)
         lse = torch.empty_like(out)
         for i in range(0, flat.shape[0], chunk):
-            z = flat[i:i + chunk].to(compute)
+            z = flat[i:i + chunk].to(compute)  # a copy for bf16 logits (fp32 ones are read as they are)
             if temperature != 1.0:
                 z = z / temperature
             lse[i:i + chunk] = torch.logsumexp(z, -1)
@@ -55,13 +55,13 @@ class _TokenLogps(torch.autograd.Function):
         flat, tok, g = logits.reshape(-1, V), tokens.reshape(-1, 1), grad_out.reshape(-1, 1).to(lse.dtype)
         grad = torch.empty_like(flat)
         for i in range(0, flat.shape[0], chunk):
-            z = flat[i:i + chunk].to(lse.dtype)
+            gi = flat[i:i + chunk].to(lse.dtype, copy=True)  # one fp32 buffer per chunk, worked in place
             if T != 1.0:
-                z = z / T
-            gi = torch.exp(z - lse[i:i + chunk, None]).mul_(-g[i:i + chunk])  # -g softmax
+                gi.div_(T)
+            gi.sub_(lse[i:i + chunk, None]).exp_().mul_(-g[i:i + chunk])  # -g softmax
             gi.scatter_add_(-1, tok[i:i + chunk], g[i:i + chunk])  # + g at the token
             if T != 1.0:
-                gi /= T
+                gi.div_(T)
             grad[i:i + chunk] = gi
         return grad.view_as(logits), None, None, None
 
