@@ -98,13 +98,18 @@ def run(args) -> dict:
     device, dtype = setup(args)
     work = Path(args.workdir)
     data = prepare(args, work)
-    cfg = load_config(REPO / "configs" / "tiny.yaml", data + [
+    overrides = data + [
         f"model.path={work / 'model'}", f"output_dir={work / 'run'}", "train.resume=none", "rl.datasets=[sid_history]",
         f"rl.num_generations={args.generations}", "rl.beta=1e-3", "reward.reward_type=ranking", "train.lr=1e-6",
         f"train.prompts_per_step={args.prompts}", f"train.micro_batch_prompts={args.micro}",
         f"train.rollout_batch_prompts={args.prompts}", f"train.max_steps={args.steps}", "train.log_steps=1",
         f"train.mixed_precision={str(dtype == torch.bfloat16 or device.type == 'cuda').lower()}",
-        "eval.prompt_style=eval", "eval.batch_prompts=16", "train.save_total_limit=1", "train.progress=false"])
+        "eval.prompt_style=eval", "eval.batch_prompts=16", "train.save_total_limit=1", "train.progress=false"]
+    cfg = load_config(REPO / "configs" / "tiny.yaml", overrides)
+    from grporec.config import TrainConfig
+
+    if "logps_batch_prompts" in TrainConfig.__dataclass_fields__:  # code that has it: no-grad forwards of the whole batch
+        cfg = load_config(REPO / "configs" / "tiny.yaml", overrides + [f"train.logps_batch_prompts={args.prompts}"])
     (work / "config.yaml").write_text(dump_config(cfg))
     from transformers import AutoConfig
 

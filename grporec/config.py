@@ -184,8 +184,9 @@ class TrainConfig:
     prompts_per_step: int = 64  # global batch: prompts per optimizer step, over all ranks
     micro_batch_prompts: int = 4  # prompts per forward/backward on one rank (x G rows for GRPO)
     rollout_batch_prompts: int = 16  # prompts decoded together on one rank
-    # prompts per no-grad log-prob forward (reference, old policy): they keep no activations, so they
-    # can run wider than micro_batch_prompts; 0: rollout_batch_prompts (what decoding already holds)
+    # prompts per no-grad log-prob forward (reference, old policy): they keep no activations, so on a GPU
+    # they can run wider than micro_batch_prompts (rollout_batch_prompts is what decoding already holds).
+    # 0: micro_batch_prompts, the same forwards as the update's (so N ranks pad exactly as one process)
     logps_batch_prompts: int = 0
     # FSDP2 (torchrun) trade-offs of memory for communication, both off by default (least memory):
     # reshard_after_forward=false keeps each layer's gathered weights from a micro-batch's first forward

@@ -56,7 +56,7 @@ def check_settings(cfg: Config) -> None:
         if value < least:
             raise SettingsError(f"{key} must be at least {least}, got {value}")
     if cfg.train.logps_batch_prompts < 0:
-        raise SettingsError(f"train.logps_batch_prompts must be >= 0 (0: train.rollout_batch_prompts), got {cfg.train.logps_batch_prompts}")
+        raise SettingsError(f"train.logps_batch_prompts must be >= 0 (0: train.micro_batch_prompts), got {cfg.train.logps_batch_prompts}")
     if cfg.rl.temperature <= 0:
         raise SettingsError(f"rl.temperature must be > 0, got {cfg.rl.temperature}")
     if not 0 <= cfg.rl.ref_sync_alpha <= 1:

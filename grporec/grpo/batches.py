@@ -110,7 +110,7 @@ def add_logps(batches: list[MicroBatch], model, field: str, cfg: Config, env: di
     log-probs [rows, L], without grad. Several micro-batches share one forward (train.logps_batch_prompts
     prompts): their prompts are left-padded to a common width (masked, and positions follow the mask, so
     the values are the per-micro-batch ones) and their completions right-padded."""
-    prompts = cfg.train.logps_batch_prompts or cfg.train.rollout_batch_prompts
+    prompts = cfg.train.logps_batch_prompts or cfg.train.micro_batch_prompts
     with dist.autocast(env, cfg.train.mixed_precision):
         for group in _no_grad_groups(batches, prompts):
             T = max(mb.prompt_ids.shape[1] for mb in group)
