@@ -53,13 +53,14 @@ def test_torchrun_two_ranks_matches_one_process(tiny_cfg, tiny_model_dir, tmp_pa
     # issue 20, item 2: the std of the whole global batch, all-reduced, not each rank's own
     (["rl.scale_rewards=batch"], 29522),
     (["rl.scale_rewards=batch", "rl.advantage=sibling"], 29523),
-    # issue 22: activation checkpointing inside FSDP2's per-layer hooks (test_recompute: == without it)
-    (["train.gradient_checkpointing=true"], 29524),
+    # issue 22: activation checkpointing inside FSDP2's per-layer hooks (test_recompute: == without it); with
+    # issue 21's FSDP2 switches in the same run (one launch less for the suite): one all-gather per micro-batch
+    # and one gradient reduce-scatter per step, over 2 micro-batches per rank
+    (["train.gradient_checkpointing=true", "train.micro_batch_prompts=1", "train.reshard_after_forward=false",
+      "train.reduce_every_micro_batch=false"], 29524),
     # issue 22: LoRA adapters and SID rows sharded with the frozen base, the reference = adapters off
     (["model.lora.rank=4", "rl.sync_ref_model=false", "train.lr=1e-2"], 29525),
-    # issue 21: one all-gather per micro-batch and one gradient reduce-scatter per step, over 2 micro-batches
-    (["train.micro_batch_prompts=1", "train.reshard_after_forward=false", "train.reduce_every_micro_batch=false"], 29526),
-], ids=["sibling", "nll_coef", "beam_sample", "batch_std", "batch_std_sibling", "grad_ckpt", "lora", "fsdp_comm"])
+], ids=["sibling", "nll_coef", "beam_sample", "batch_std", "batch_std_sibling", "grad_ckpt_fsdp_comm", "lora"])
 def test_issue14_switches_two_ranks_match_one_process(tiny_cfg, tiny_model_dir, tmp_path, variant, port):
     """Sibling advantages are per group, the NLL anchor is a per-row loss term and beam sampling's
     noise is per decode batch: 2 gloo ranks (FSDP2) give one process's losses and parameters."""
