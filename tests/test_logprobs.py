@@ -62,11 +62,11 @@ def test_the_chunked_head_on_bf16_logits_is_the_fp32_value_of_those_logits():
     g = torch.Generator().manual_seed(1)
     logits = (torch.randn(6, 2, 50, generator=g) * 3).to(torch.bfloat16)
     tokens = torch.randint(0, 50, (6, 2), generator=g)
-    out = token_logps(logits, tokens)
+    out = token_logps(logits, tokens, chunk_elements=50 * 5)  # 5 rows a chunk: the chunked path
     assert out.dtype == torch.float32  # computed in fp32 from the bf16 values, not in bf16
     torch.testing.assert_close(out, _naive(logits, tokens, 1.0), atol=1e-6, rtol=1e-6)
     logits.requires_grad_(True)
-    (grad,) = torch.autograd.grad(token_logps(logits, tokens).sum(), logits)
+    (grad,) = torch.autograd.grad(token_logps(logits, tokens, chunk_elements=50 * 5).sum(), logits)
     assert grad.dtype == torch.bfloat16  # the gradient comes back in the logits' own dtype
     # each row's gradient is onehot - softmax: it sums to 0 over the vocabulary (to bf16 rounding)
     torch.testing.assert_close(grad.float().sum(-1), torch.zeros(6, 2), atol=2e-2, rtol=0)
