@@ -93,7 +93,7 @@ def prepare(args, work: Path) -> list[str]:
 
 def run(args) -> dict:
     from grporec import dist, loop
-    from grporec.config import dump_config, load_config
+    from grporec.config import TrainConfig, dump_config, load_config
 
     device, dtype = setup(args)
     work = Path(args.workdir)
@@ -105,11 +105,9 @@ def run(args) -> dict:
         f"train.rollout_batch_prompts={args.prompts}", f"train.max_steps={args.steps}", "train.log_steps=1",
         f"train.mixed_precision={str(dtype == torch.bfloat16 or device.type == 'cuda').lower()}",
         "eval.prompt_style=eval", "eval.batch_prompts=16", "train.save_total_limit=1", "train.progress=false"]
-    cfg = load_config(REPO / "configs" / "tiny.yaml", overrides)
-    from grporec.config import TrainConfig
-
     if "logps_batch_prompts" in TrainConfig.__dataclass_fields__:  # code that has it: no-grad forwards of the whole batch
-        cfg = load_config(REPO / "configs" / "tiny.yaml", overrides + [f"train.logps_batch_prompts={args.prompts}"])
+        overrides.append(f"train.logps_batch_prompts={args.prompts}")
+    cfg = load_config(REPO / "configs" / "tiny.yaml", overrides)
     (work / "config.yaml").write_text(dump_config(cfg))
     from transformers import AutoConfig
 

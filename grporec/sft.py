@@ -26,8 +26,8 @@ from grporec.data.catalog import Catalog
 from grporec.data.load import load_data_catalog, load_split
 from grporec.data.stream import SampleStream
 from grporec.decode.rollout import forward_kwargs, left_pad, positions
-from grporec.logprobs import token_logps
 from grporec.errors import SettingsError
+from grporec.logprobs import token_logps
 from grporec.models.format import PromptFormat, format_for
 from grporec.models.lora import check_lora, lora_for
 from grporec.models.placement import place

@@ -115,9 +115,6 @@ def add_logps(batches: list[MicroBatch], model, field: str, cfg: Config, env: di
         for group in _no_grad_groups(batches, prompts):
             T = max(mb.prompt_ids.shape[1] for mb in group)
             L = max(mb.completion_ids.shape[1] for mb in group)
-            G = {mb.rows // mb.prompt_ids.shape[0] for mb in group}
-            if len(G) > 1:  # rows are grouped prompt by prompt; a mixed G cannot share the forward
-                raise ValueError(f"micro-batches with different group sizes {sorted(G)}")
             logps = completion_logps(model, _stack([mb.prompt_ids for mb in group], T, left=True),
                                      _stack([mb.prompt_mask for mb in group], T, left=True),
                                      _stack([mb.completion_ids for mb in group], L, left=False),
