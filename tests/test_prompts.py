@@ -135,3 +135,24 @@ def test_suffix_samples_predict_the_same_target_from_the_latest_items():
     assert all(s.target_sid == t for s, t in zip(got, ["<a_9>", "<a_9>", "<a_7><b_8><c_9>"]))
     assert got[1].prompt == "### User Input: \n<a_3>\n\n### Response:\n"
     assert len(D.SftSuffixDataset([row], max_history=2)) == 1  # the history is cut to (h2, h3) first
+
+
+def test_markov_samples_keep_the_history_and_draw_what_followed_its_last_item():
+    """Last SID <a_1> was followed by <a_8> twice and <a_9> once in these rows, <a_2> by <a_7> only:
+    every <a_2> row's drawn target is <a_7>, <a_1> rows draw <a_8> / <a_9> about 2:1, prompts stay the rows'."""
+    def row(h, t):
+        return Interaction("U", tuple("t" for _ in h), tuple("i" for _ in h), h, "T", "x", t)
+    base = [row(("<a_5>", "<a_1>"), "<a_8>"), row(("<a_1>",), "<a_8>"), row(("<a_6>", "<a_1>"), "<a_9>"),
+            row(("<a_2>",), "<a_7>"), row((), "<a_3>")]
+    rows = base * 300
+    got = D.SftMarkovDataset(rows, max_history=1, compact=True, seed=0)
+    assert len(got) == 4 * 300  # the row without a history has no last item to follow
+    with_history = [r for r in rows if r.history_sids]
+    assert [s.history_sids for s in got] == [r.history_sids[-1:] for r in with_history]
+    assert [s.prompt for s in got] == [D.SftSidDataset([r], 1, True)[0].prompt for r in with_history]
+    after_a2 = {s.target_sid for s in got if s.history_sids == ("<a_2>",)}
+    assert after_a2 == {"<a_7>"}
+    after_a1 = [s.target_sid for s in got if s.history_sids == ("<a_1>",)]
+    assert set(after_a1) == {"<a_8>", "<a_9>"} and abs(after_a1.count("<a_8>") / len(after_a1) - 2 / 3) < 0.05
+    assert all(s.completion == s.target_sid + "\n" for s in got)
+    assert [s.target_sid for s in D.SftMarkovDataset(rows, 1, True, seed=0)] == [s.target_sid for s in got]  # seeded

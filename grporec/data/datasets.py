@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from grporec.data import prompts as P
 from grporec.data.catalog import Catalog
 from grporec.data.formats import DataError, Interaction, first_description
+from grporec.metrics import transition_counts
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,34 @@ class SftSuffixDataset(PromptDataset):
         suffixes = [Interaction(r.user_id, r.history_titles[-j:], r.history_ids[-j:], h[-j:], r.item_title, r.item_id, r.item_sid)
                     for r in rows for h in [_last(r.history_sids, max_history)] for j in range(len(h) - 1, 0, -1)]
         super().__init__(_history_samples(suffixes, max_history, _next_item(compact, _sft_next_item), self.task))
+
+
+class SftMarkovDataset(PromptDataset):
+    """SFT: each row's (truncated) history -> a next SID drawn from the first-order Markov chain of the
+    training rows, i.e. from the SIDs that followed the row's last history SID, in proportion to
+    their counts (seeded; the row's own target is one of them).
+
+    Beside `SftSidDataset`'s samples, the target a prompt is trained towards becomes half the row's
+    own next item and half the chain's next-item distribution: a sampled distillation of the
+    Markov teacher into the whole-history prompt. Whole-history rows alone teach the row (each
+    history occurs once, with one target); these samples teach that whatever came before, what
+    followed the last item in training is a likely next item, which is what a Markov chain counts
+    and what the "seen" rows of an evaluation need.
+    """
+
+    task = "sft_sid_markov"
+
+    def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False, seed: int = 42):
+        follows = transition_counts(rows)
+        rng = random.Random(seed)
+        drawn = []
+        for r in rows:
+            if not r.history_sids:
+                continue
+            c = follows[r.history_sids[-1]]
+            sid = rng.choices(list(c), weights=list(c.values()))[0]
+            drawn.append(Interaction(r.user_id, r.history_titles, r.history_ids, r.history_sids, "", "", sid))
+        super().__init__(_history_samples(drawn, max_history, _next_item(compact, _sft_next_item), self.task))
 
 
 class SftTitle2SidDataset(PromptDataset):
