@@ -3,8 +3,11 @@
 `completion_logps` runs each prompt once and shares it with its G completions: a forward over
 the B prompts fills a KV cache, the cache is expanded to the B*G completion rows by index (a
 differentiable gather, so the G completions' gradients add up in the one prompt pass), and a
-second forward runs only the L completion tokens. This is mathematically the forward over
-prompt + completion for every row, at about 1/G of the prompt cost; `full_completion_logps`
+second forward runs only the L completion tokens. Where the architecture allows, that second
+forward reads each prompt's KV once, in place (prefix-shared attention, as the decoder's), so the
+prompt KV is neither copied G times nor masked by a dense [B*G, T + L] mask. This is
+mathematically the forward over prompt + completion for every row, at about 1/G of the prompt
+cost; `full_completion_logps`
 is that plain forward, kept as the reference the tests compare against. Position ids follow
 the left-padded attention mask, as in decoding, so the values equal what the decoder saw.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
+from grporec.decode.kv import SharedPrefixContext, attention, supports_shared_prefix
 from grporec.decode.rollout import forward_kwargs, positions, prompt_rows
 
 
@@ -87,6 +91,7 @@ def completion_logps(
     completion_ids: torch.Tensor,
     completion_mask: torch.Tensor,
     temperature: float = 1.0,
+    shared_prefix: bool | None = None,
 ) -> torch.Tensor:
     """log p(completion token | prompt, previous completion tokens), [B*G, L] fp32.
 
@@ -94,6 +99,11 @@ def completion_logps(
         prompt_ids, prompt_mask: [B, T] left-padded.
         completion_ids, completion_mask: [B*G, L], group by group.
         temperature: divides the logits (as when the completions were sampled at it).
+        shared_prefix: the completion forward attends to each prompt's KV once, in place, through
+            `grporec.decode.kv.shared_prefix_attention` (no G copies of the prompt KV, no dense mask);
+            False copies the prompt KV to the G rows (a differentiable gather) and runs the model's
+            own attention over a [B*G, T + L - 1] mask. None: shared where the architecture supports
+            it (`supports_shared_prefix`). Both equal `full_completion_logps` to float rounding.
     """
     B, N, L = prompt_ids.shape[0], completion_ids.shape[0], completion_ids.shape[1]
     rows = prompt_rows(B, N // B, prompt_ids.device)  # [B*G] prompt of each row
@@ -104,11 +114,17 @@ def completion_logps(
     first_logps = token_logps(first.logits[:, -1][rows], completion_ids[:, 0], temperature).unsqueeze(1)
     if L == 1:
         return first_logps
-    cache.reorder_cache(rows)  # [B] -> [B*G] rows, differentiable
-    mask = torch.cat([prompt_mask[rows], completion_mask[:, :-1].to(prompt_mask.dtype)], dim=1)
     pos = prompt_mask.sum(-1)[rows].unsqueeze(1) + torch.arange(L - 1, device=prompt_ids.device)  # [B*G, L-1]
-    rest = model(input_ids=completion_ids[:, :-1], attention_mask=mask, position_ids=pos, use_cache=True,
-                 **forward_kwargs(model, cache)).logits  # [B*G, L-1, V]: predict completion tokens 1..L-1
+    tokens = completion_ids[:, :-1]  # predict completion tokens 1..L-1
+    if supports_shared_prefix(model) if shared_prefix is None else shared_prefix:
+        context = SharedPrefixContext([(layer.keys, layer.values) for layer in cache.layers], prompt_mask)
+        with attention(model, context):  # no cache: each layer's keys and values are the tail itself
+            rest = model(input_ids=tokens, position_ids=pos, use_cache=False).logits  # [B*G, L-1, V]
+    else:
+        cache.reorder_cache(rows)  # [B] -> [B*G] rows, differentiable
+        mask = torch.cat([prompt_mask[rows], completion_mask[:, :-1].to(prompt_mask.dtype)], dim=1)
+        rest = model(input_ids=tokens, attention_mask=mask, position_ids=pos, use_cache=True,
+                     **forward_kwargs(model, cache)).logits
     return torch.cat([first_logps, token_logps(rest, completion_ids[:, 1:], temperature)], dim=1)
 
 

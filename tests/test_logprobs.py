@@ -1,27 +1,74 @@
 """The prompt-shared log-prob forward equals the plain forward, in value and in gradient."""
+import pytest
 import torch
+from transformers import AttentionInterface
 
 from grporec.decode import SidTrie, beam_search, left_pad
+from grporec.decode import kv
 from grporec.logprobs import completion_logps, full_completion_logps
-from test_decode import PAD, PROMPTS, random_catalog, tiny_lm
+from test_decode import PAD, PROMPTS, V, random_catalog, tiny_lm
 
 
-def test_shared_prompt_forward_equals_plain_forward():
-    model = tiny_lm(21)
-    trie = SidTrie.build(random_catalog(21, 15) + [[11, 21, 31, 41, 5, 1]], PAD)  # one longer SID: padded rows
+def _lm(arch: str, seed: int):
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
+    if arch == "qwen2":
+        return tiny_lm(seed)
+    torch.manual_seed(seed)
+    kw = dict(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, max_position_embeddings=64)
+    return (LlamaForCausalLM(LlamaConfig(**kw)) if arch == "llama" else Qwen3ForCausalLM(Qwen3Config(head_dim=8, **kw))).eval()
+
+
+@pytest.fixture
+def shared_calls():
+    """The query shape of every shared-prefix attention call made during the test."""
+    calls = []
+
+    def counted(*a, **k):
+        calls.append(a[1].shape)
+        return kv.shared_prefix_attention(*a, **k)
+
+    AttentionInterface.register(kv.SHARED_PREFIX_ATTENTION, counted)
+    yield calls
+    AttentionInterface.register(kv.SHARED_PREFIX_ATTENTION, kv.shared_prefix_attention)
+
+
+@pytest.mark.parametrize("arch", ["qwen2", "llama", "qwen3"])
+@pytest.mark.parametrize("shared", [True, False], ids=["prefix_shared_attention", "kv_copies"])
+def test_shared_prompt_forward_equals_plain_forward(arch, shared, shared_calls):
+    """Either training forward (the prompt KV read once by prefix-shared attention, or copied to the G
+    rows) equals one plain forward over prompt + completion per row, in value and in gradient,
+    with left-padded prompts and right-padded completions (the one longer SID pads the others)."""
+    model = _lm(arch, 21)
+    trie = SidTrie.build(random_catalog(21, 15) + [[11, 21, 31, 41, 5, 1]], PAD)
     ids, mask = left_pad(PROMPTS, PAD)
     r = beam_search(model, ids, mask, trie, 6)
+    assert not r.completion_mask.all()  # padded completion rows are in the test
     model.train()
+    shared_calls.clear()  # the decoder's
     args = (r.prompt_ids, r.prompt_mask, r.completion_ids, r.completion_mask)
-    shared = completion_logps(model, *args, temperature=0.7)
+    got = completion_logps(model, *args, temperature=0.7, shared_prefix=shared)
+    assert len(shared_calls) == (model.config.num_hidden_layers if shared else 0)  # one completion forward per layer
+    assert model.config._attn_implementation == "sdpa"  # restored
     plain = full_completion_logps(model, *args, temperature=0.7)
     m = r.completion_mask.bool()
-    torch.testing.assert_close(shared[m], plain[m], atol=1e-5, rtol=1e-5)
-    weights = torch.randn(shared.shape, generator=torch.Generator().manual_seed(0)) * r.completion_mask
-    g_shared = torch.autograd.grad((shared * weights).sum(), list(model.parameters()))
+    torch.testing.assert_close(got[m], plain[m], atol=1e-5, rtol=1e-5)
+    weights = torch.randn(got.shape, generator=torch.Generator().manual_seed(0)) * r.completion_mask
+    g_got = torch.autograd.grad((got * weights).sum(), list(model.parameters()))
     g_plain = torch.autograd.grad((plain * weights).sum(), list(model.parameters()))
-    for a, b in zip(g_shared, g_plain):
+    for a, b in zip(g_got, g_plain):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_the_default_training_forward_is_prefix_shared_where_supported():
+    from grporec.decode.kv import supports_shared_prefix
+
+    model = tiny_lm(24).train()
+    assert supports_shared_prefix(model)
+    model.config.attention_dropout = 0.1  # shared-prefix attention has no dropout: the copy path then
+    assert not supports_shared_prefix(model)
+    assert supports_shared_prefix(model.eval())  # no dropout outside training
 
 
 def test_matches_the_decoder_scores():

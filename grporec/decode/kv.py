@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
 
 import torch
@@ -74,10 +75,16 @@ class BeamKVLayer(DynamicLayer):
 
 
 class SharedPrefixContext:
-    """While active, `shared_prefix_attention` reads prompt KV and padding from these layers."""
+    """While active, `shared_prefix_attention` reads each layer's prompt KV and the masks from here.
 
-    def __init__(self, layers: list[BeamKVLayer], prompt_mask: torch.Tensor):
-        self.layers = layers
+    prompt_kv: per layer, the prompt's (keys, values) once per prompt, [B, kv_heads, T, head_dim].
+    prompt_mask: [B, T], 0 at left padding.
+    The tail has no mask: completions are padded on the right only, so a real position's query
+    never reaches a padded key through the causal order (and padded positions carry no loss).
+    """
+
+    def __init__(self, prompt_kv: list[tuple[torch.Tensor, torch.Tensor]], prompt_mask: torch.Tensor):
+        self.prompt_kv = prompt_kv
         self.prompt_bias = torch.zeros(prompt_mask.shape, dtype=torch.float32, device=prompt_mask.device)
         self.prompt_bias.masked_fill_(prompt_mask == 0, float("-inf"))
         self.prompt_bias = self.prompt_bias[:, None, None, :]  # [B, 1, 1, T]
@@ -91,33 +98,43 @@ class SharedPrefixContext:
 
 
 def shared_prefix_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """Attention of B*G single-token queries to their prompt's shared KV plus their own tail.
+    """Attention of each of B*G rows' q queries to its prompt's shared KV plus its own tail.
 
-    query [B*G, H, 1, D]; key/value [B*G, KV, n, D] (the tail returned by the layer's update).
-    Returns [B*G, 1, H, D], as transformers' attention functions do.
+    query [B*G, H, q, D]; key/value [B*G, KV, n, D]: the row's tail, whose last q positions are the
+    queries' own (decoding: the cached tail returned by the layer's update, q = 1; training: the
+    completion tokens of this forward, n = q). Query i sees every prompt position and tail
+    positions up to its own (causal). Returns [B*G, q, H, D], as transformers' attention
+    functions do. The transformers mask (`attention_mask`) is not used: this name has no mask
+    function registered, so none is built.
     """
     ctx = _ACTIVE.get()
     if ctx is None:
-        raise RuntimeError(f"{SHARED_PREFIX_ATTENTION} attention used outside grporec's decoder")
-    layer = ctx.layers[module.layer_idx]
-    pk, pv = layer.prompt_keys, layer.prompt_values  # [B, KV, T, D]
-    R, H, q_len, D = query.shape
+        raise RuntimeError(f"{SHARED_PREFIX_ATTENTION} attention used outside a SharedPrefixContext")
+    if dropout:
+        raise RuntimeError(f"{SHARED_PREFIX_ATTENTION} attention has no attention dropout (got {dropout})")
+    pk, pv = ctx.prompt_kv[module.layer_idx]  # [B, KV, T, D]
+    R, H, q, D = query.shape
     B, KV, T, _ = pk.shape
     G, rep, n = R // B, H // KV, key.shape[2]
-    if q_len != 1:
-        raise RuntimeError("shared-prefix attention decodes one token per row")
     scale = scaling if scaling is not None else D ** -0.5
-    # Query head h uses KV head h // rep (as transformers' repeat_kv lays them out).
-    q_groups = query.view(B, G, KV, rep, D).permute(0, 2, 1, 3, 4).reshape(B, KV, G * rep, D)
-    s_prompt = torch.matmul(q_groups, pk.transpose(-1, -2)).float() * scale + ctx.prompt_bias  # [B, KV, G*rep, T]
-    s_tail = torch.matmul(query.view(R, KV, rep, D), key.transpose(-1, -2)).float() * scale  # [R, KV, rep, n]
-    s_tail = s_tail.view(B, G, KV, rep, n).permute(0, 2, 1, 3, 4).reshape(B, KV, G * rep, n)
+    # Query head h uses KV head h // rep (as transformers' repeat_kv lays them out). A prompt's G rows
+    # become one matrix of G*q*rep queries against its T keys; the (q, rep) order follows the memory
+    # layout transformers gives the query ([R, q, H, D] transposed).
+    qx = query.transpose(1, 2).reshape(R, q, KV, rep, D)
+    q_groups = qx.view(B, G, q, KV, rep, D).permute(0, 3, 1, 2, 4, 5).reshape(B, KV, G * q * rep, D)
+    s_prompt = torch.matmul(q_groups, pk.transpose(-1, -2)).float() * scale + ctx.prompt_bias  # [B, KV, G*q*rep, T]
+    q_rows = qx.permute(0, 2, 1, 3, 4).reshape(R, KV, q * rep, D)
+    s_tail = torch.matmul(q_rows, key.transpose(-1, -2)).float() * scale  # [R, KV, q*rep, n]
+    if q > 1:  # query i (at tail position n - q + i) sees tail positions <= its own
+        i, j = torch.arange(q, device=query.device)[:, None, None], torch.arange(n, device=query.device)
+        s_tail = s_tail.view(R, KV, q, rep, n).masked_fill(j > n - q + i, float("-inf"))
+    s_tail = s_tail.reshape(B, G, KV, q * rep, n).permute(0, 2, 1, 3, 4).reshape(B, KV, G * q * rep, n)
     p = torch.cat([s_prompt, s_tail], dim=-1).softmax(-1).to(value.dtype)  # fp32 softmax
-    out = torch.matmul(p[..., :T], pv)  # [B, KV, G*rep, D]
-    out = out.view(B, KV, G, rep, D).permute(0, 2, 1, 3, 4).reshape(R, KV, rep, D)
-    p_tail = p[..., T:].reshape(B, KV, G, rep, n).permute(0, 2, 1, 3, 4).reshape(R, KV, rep, n)
-    out = out + torch.matmul(p_tail, value)  # [R, KV, rep, D]
-    return out.reshape(R, 1, H, D), None
+    out = torch.matmul(p[..., :T], pv)  # [B, KV, G*q*rep, D]
+    out = out.view(B, KV, G, q, rep, D).permute(0, 2, 3, 1, 4, 5).reshape(R, q, H, D)
+    p_tail = p[..., T:].reshape(B, KV, G, q * rep, n).permute(0, 2, 1, 3, 4).reshape(R, KV, q * rep, n)
+    tail = torch.matmul(p_tail, value)  # [R, KV, q*rep, D]
+    return out + tail.view(R, KV, q, rep, D).permute(0, 2, 1, 3, 4).reshape(R, q, H, D), None
 
 
 AttentionInterface.register(SHARED_PREFIX_ATTENTION, shared_prefix_attention)
@@ -131,4 +148,26 @@ def supports_shared_prefix(model: torch.nn.Module) -> bool:
         and getattr(cfg, "model_type", None) in SHARED_PREFIX_MODELS
         and not getattr(cfg, "use_sliding_window", False)
         and getattr(cfg, "_attn_implementation", None) in ("sdpa", "eager")
+        and not (model.training and getattr(cfg, "attention_dropout", 0.0))  # it has no dropout
     )
+
+
+@contextlib.contextmanager
+def attention(model_or_config, context: SharedPrefixContext | None):
+    """Run the model's attention as `shared_prefix_attention` over `context` (None: unchanged)."""
+    if context is None:
+        yield
+        return
+    config = getattr(model_or_config, "config", model_or_config)
+    previous = config._attn_implementation
+    config._attn_implementation = SHARED_PREFIX_ATTENTION
+    try:
+        with context:
+            yield
+    finally:
+        config._attn_implementation = previous
+
+
+def active_context() -> SharedPrefixContext | None:
+    """The shared-prefix context of the forward running now (activation checkpointing replays it)."""
+    return _ACTIVE.get()

@@ -6,12 +6,10 @@ Beam search and sampling share it, so there is one implementation of the cache l
 """
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from transformers import DynamicCache
 
-from grporec.decode.kv import SHARED_PREFIX_ATTENTION, BeamKVLayer, SharedPrefixContext, supports_shared_prefix
+from grporec.decode.kv import BeamKVLayer, SharedPrefixContext, attention, supports_shared_prefix
 from grporec.decode.rollout import forward_kwargs, positions, prompt_rows
 
 
@@ -33,25 +31,10 @@ class Stepper:
 
     def _forward(self, ids: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
         kwargs = forward_kwargs(self.model, self.cache, keep_last=1)
-        with self._attention():
+        with attention(self.model, self.context):
             # The cache object is updated in place by the model.
             out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, use_cache=True, **kwargs)
         return out.logits[:, -1].float()  # [R, V] fp32
-
-    @contextlib.contextmanager
-    def _attention(self):
-        """Switch the model to shared-prefix attention for this call when decoding shared."""
-        if self.context is None:
-            yield
-            return
-        config = self.model.config
-        previous = config._attn_implementation
-        config._attn_implementation = SHARED_PREFIX_ATTENTION
-        try:
-            with self.context:
-                yield
-        finally:
-            config._attn_implementation = previous
 
     def _own_layers(self) -> bool:
         layers = getattr(self.cache, "layers", None)
@@ -70,7 +53,7 @@ class Stepper:
             for layer in self.cache.layers:
                 layer.expand(group_size, max_new, shared=self.shared)
             if self.shared:
-                self.context = SharedPrefixContext(self.cache.layers, self.mask)
+                self.context = SharedPrefixContext([(l.prompt_keys, l.prompt_values) for l in self.cache.layers], self.mask)
         else:
             self.cache.reorder_cache(rows)
         self.mask = self.mask[rows]

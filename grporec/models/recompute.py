@@ -7,7 +7,9 @@ cache off, and grporec's training forward needs it: the prompt runs once into a 
 completions then read (`grporec.logprobs`). A layer writes that cache, and a recomputed layer
 would write it a second time; here the recomputation instead reads the cache as it stood before
 the original call and appends nothing, which is exactly what the original call saw. The forward
-is wrapped, not `__call__`, so FSDP2's hooks stay outside the checkpoint and run once.
+is wrapped, not `__call__`, so FSDP2's hooks stay outside the checkpoint and run once. A layer that
+ran under prefix-shared attention (`grporec.decode.kv`) is recomputed under it too: the backward
+runs after that forward's context has closed.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from transformers import Cache
 
+from grporec.decode.kv import active_context, attention
 from grporec.dist import decoder_layers
 
 
@@ -49,11 +52,14 @@ def _checkpointed(layer: torch.nn.Module, forward):
         idx = layer.self_attn.layer_idx
         before = kwargs[name].get_seq_length(idx) if name is not None else 0  # cached positions the original call saw
         recomputing = False
+        shared = active_context()  # a prefix-shared forward's attention, which the recomputation must see too
 
         def body(h):
             nonlocal recomputing
-            if name is not None and recomputing:  # the second call: the recomputation, during backward
-                return forward(h, *args, **{**kwargs, name: _Replay(kwargs[name], idx, before)})
+            if recomputing:  # the second call: the recomputation, during backward
+                replay = {**kwargs, name: _Replay(kwargs[name], idx, before)} if name is not None else kwargs
+                with attention(layer.self_attn.config, shared):
+                    return forward(h, *args, **replay)
             recomputing = True
             return forward(h, *args, **kwargs)
 
