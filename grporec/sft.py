@@ -142,9 +142,10 @@ class Selector:
         self.worst = float("inf") if self.on == "loss" else float("-inf")
         if self.on == "ndcg":
             from grporec.decode import build_catalog_trie
-            from grporec.evaluate import eval_samples
+            from grporec.evaluate import eval_samples, split_transitions
 
             self.samples = eval_samples(cfg, valid_rows, cfg.sft.valid_max_rows)
+            self.transitions = split_transitions(cfg, catalog)  # to log the seen / unseen rows apart
             self.trie = build_catalog_trie(fmt, catalog.sids, env.device)
             self.batch = cfg.eval.batch_prompts
 
@@ -158,8 +159,9 @@ class Selector:
 
         with dist.autocast(self.env, self.mixed_precision):  # bf16 on one CUDA device, as training computes
             preds = predict(model, self.fmt, self.trie, self.samples, self.beams, self.batch, self.env)
-        m = score(preds, self.samples, self.beams, ks=(10,))
-        return {"valid_ndcg@10": m["ndcg@10"], "valid_hr@10": m["hr@10"]}
+        m = score(preds, self.samples, self.beams, ks=(10,), transitions=self.transitions)
+        buckets = {f"valid_{part}_ndcg@10": m[part]["ndcg@10"] for part in ("seen", "unseen") if m[part]["rows"]}
+        return {"valid_ndcg@10": m["ndcg@10"], "valid_hr@10": m["hr@10"], **buckets}
 
 
 def check_sft_settings(cfg: Config) -> None:

@@ -75,6 +75,33 @@ def test_early_stopping_keeps_the_best_checkpoint(tiny_cfg, tmp_path, monkeypatc
     assert [x["eval/valid_loss"] for x in log if "eval/valid_loss" in x] == [3.0, 2.0, 2.5, 2.6]
 
 
+def test_ndcg_selection_keeps_the_model_with_the_best_valid_ndcg_and_logs_both_buckets(tiny_cfg, tmp_path):
+    """select_on=ndcg: each evaluation's NDCG@10 is the evaluator's on the same valid rows, the seen and
+    unseen figures average back to it by row counts, and `best` is the model of the highest one."""
+    from grporec.data.load import load_data_catalog, load_split
+    from grporec.decode import build_catalog_trie
+    from grporec.evaluate import eval_samples, evaluate, split_transitions
+    from grporec.models.format import format_for
+
+    cfg = sft_cfg(tiny_cfg, tmp_path / "sft", "sft.train.max_steps=8", "sft.train.eval_steps=4", "sft.patience=0",
+                  "sft.select_on=ndcg", "sft.select_beams=10")
+    r = sft.train_sft(cfg, ENV)
+    evals = r["evals"]
+    assert [e["step"] for e in evals] == [4, 8]
+    catalog = load_data_catalog(cfg.data)
+    samples = eval_samples(cfg, load_split(cfg.data, "valid", catalog), cfg.sft.valid_max_rows)
+    transitions = split_transitions(cfg, catalog)
+    model, tok = load_policy(r["best"])
+    fmt = format_for(tok, cfg.data.prompt_format, r["best"])
+    m, _ = evaluate(model, fmt, build_catalog_trie(fmt, catalog.sids, "cpu"), samples, 10, 8, ENV, ks=(10,),
+                    transitions=transitions)
+    assert max(e["valid_ndcg@10"] for e in evals) == pytest.approx(m["ndcg@10"], abs=1e-9)
+    for e in evals:
+        parts = [(m[p]["rows"], e.get(f"valid_{p}_ndcg@10", 0.0)) for p in ("seen", "unseen")]
+        assert sum(n * v for n, v in parts) / len(samples) == pytest.approx(e["valid_ndcg@10"], abs=1e-12)
+    assert m["seen"]["rows"] > 0 and m["unseen"]["rows"] > 0  # both buckets are in the check
+
+
 def test_sft_from_a_base_model_adds_sid_tokens(tiny_cfg, tiny_catalog, tmp_path):
     from tests_support import save_model_without_sid_tokens
 
