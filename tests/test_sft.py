@@ -92,9 +92,9 @@ def test_ndcg_selection_keeps_the_model_with_the_best_valid_ndcg_and_logs_both_b
     samples = eval_samples(cfg, load_split(cfg.data, "valid", catalog), cfg.sft.valid_max_rows)
     transitions = split_transitions(cfg, catalog)
     model, tok = load_policy(r["best"])
-    fmt = format_for(tok, cfg.data.prompt_format, r["best"])
-    m, _ = evaluate(model, fmt, build_catalog_trie(fmt, catalog.sids, "cpu"), samples, 10, 8, ENV, ks=(10,),
-                    transitions=transitions)
+    fmt = format_for(tok, cfg.data.prompt_format, r["best"], max_prompt_tokens=cfg.data.max_prompt_tokens)
+    m, _ = evaluate(model, fmt, build_catalog_trie(fmt, catalog.sids, "cpu"), samples, 10, cfg.eval.batch_prompts, ENV,
+                    ks=(10,), transitions=transitions)
     assert max(e["valid_ndcg@10"] for e in evals) == pytest.approx(m["ndcg@10"], abs=1e-9)
     for e in evals:
         parts = [(m[p]["rows"], e.get(f"valid_{p}_ndcg@10", 0.0)) for p in ("seen", "unseen")]

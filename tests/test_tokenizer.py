@@ -79,3 +79,22 @@ def test_padded_vocabulary_rows_are_never_generated(tiny_catalog):
     assert (free[0, ids.shape[1]:] >= len(tok)).any()  # the test can see a padded row being generated
     trie = build_catalog_trie(build_format(tok), tiny_catalog.sids)
     assert all(int(c.max()) < len(tok) for c in trie.columns)
+
+
+def test_the_tiny_model_tokenizes_as_it_will_after_a_save_and_load(tmp_path):
+    """SFT trains with the tokenizer object; GRPO, evaluation and resume read it from disk. Both must
+    give the same ids: the trained object alone splits " \\n" before a word into two tokens, the
+    class transformers loads for a qwen2 model into one (the NDCG selection test also catches this)."""
+    from grporec.config import TinyModelConfig
+    from grporec.models.policy import build_tiny_policy, load_tokenizer, save_policy
+    from grporec.models.tokenizer import train_tiny_tokenizer
+
+    texts = ["### User Input: \nCan you predict the next item?\n\n### Response:\n", "request. \n\nmore text"] * 50
+    sids = ["<a_1>", "<b_2>", "<c_3>"]
+    prompt = "### User Input: \nCan you predict <a_1><b_2><c_3>\n\n### Response:\n"
+    model, tok = build_tiny_policy(texts, sids, TinyModelConfig(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=1,
+                                                               intermediate_size=64, tokenizer_vocab_size=300))
+    save_policy(model, tok, tmp_path / "m")
+    assert tok(prompt)["input_ids"] == load_tokenizer(tmp_path / "m")(prompt)["input_ids"]
+    raw = train_tiny_tokenizer(texts, sids, vocab_size=300)  # what SFT used before: differs, or this test checks nothing
+    assert raw(prompt)["input_ids"] != tok(prompt)["input_ids"]

@@ -7,6 +7,7 @@ dataset's own text, from scratch, and saves both in HF format.
 """
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -117,6 +118,14 @@ def build_tiny_policy(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2ForCausalLM(config)
+    # Every later stage (GRPO, evaluation, resume, recommend) reads the tokenizer from disk, where
+    # transformers picks the class from the model type (Qwen2Tokenizer, with Qwen2's pre-tokenizer
+    # pattern), and that splits text differently from the object just trained (" \n" before a
+    # word is one token there, two here). Train with what they will read.
+    with tempfile.TemporaryDirectory() as tmp:
+        tokenizer.save_pretrained(tmp)
+        config.save_pretrained(tmp)
+        tokenizer = load_tokenizer(tmp, "the tiny model")
     return model, tokenizer
 
 
