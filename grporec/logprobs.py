@@ -1,15 +1,14 @@
 """Per-token log-probs of completions under a model: the policy (with grad), reference and old policy.
 
 `completion_logps` runs each prompt once and shares it with its G completions: a forward over
-the B prompts fills a KV cache, the cache is expanded to the B*G completion rows by index (a
-differentiable gather, so the G completions' gradients add up in the one prompt pass), and a
-second forward runs only the L completion tokens. Where the architecture allows, that second
-forward reads each prompt's KV once, in place (prefix-shared attention, as the decoder's), so the
-prompt KV is neither copied G times nor masked by a dense [B*G, T + L] mask. This is
-mathematically the forward over prompt + completion for every row, at about 1/G of the prompt
-cost; `full_completion_logps`
-is that plain forward, kept as the reference the tests compare against. Position ids follow
-the left-padded attention mask, as in decoding, so the values equal what the decoder saw.
+the B prompts fills a KV cache, and a second forward runs only the L completion tokens of the
+B*G rows against it. Where the architecture allows, that second forward reads each prompt's KV
+once, in place (prefix-shared attention, as the decoder's); elsewhere the cache is expanded to
+the B*G rows by index (a differentiable gather) under a dense mask. Either way the G
+completions' gradients add up in the one prompt pass. This is mathematically the forward over
+prompt + completion for every row, at about 1/G of the prompt cost; `full_completion_logps` is
+that plain forward, kept as the reference the tests compare against. Position ids follow the
+left-padded attention mask, as in decoding, so the values equal what the decoder saw.
 """
 from __future__ import annotations
 

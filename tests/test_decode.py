@@ -21,11 +21,18 @@ from grporec.models.format import build_format
 V, NEWLINE, EOS, PAD = 60, 5, 1, 0
 
 
-def tiny_lm(seed: int) -> Qwen2ForCausalLM:
+def tiny_lm(seed: int, arch: str = "qwen2") -> torch.nn.Module:
+    """A 2-layer causal LM with grouped KV heads, in eval mode: qwen2, llama or qwen3."""
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+
     torch.manual_seed(seed)
-    cfg = Qwen2Config(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    return Qwen2ForCausalLM(cfg).eval()
+    kw = dict(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+              num_key_value_heads=2, max_position_embeddings=64)
+    if arch == "llama":
+        return LlamaForCausalLM(LlamaConfig(**kw)).eval()
+    if arch == "qwen3":
+        return Qwen3ForCausalLM(Qwen3Config(head_dim=8, **kw)).eval()
+    return Qwen2ForCausalLM(Qwen2Config(**kw)).eval()
 
 
 def random_catalog(seed: int, n: int, collisions: int = 0) -> list[list[int]]:
@@ -322,14 +329,9 @@ def test_attention_implementation_restored_after_decoding():
 @pytest.mark.parametrize("arch", ["llama", "qwen3"])
 def test_shared_prefix_exact_for_other_listed_architectures(arch):
     """Every architecture in SHARED_PREFIX_MODELS is checked against brute force, not assumed."""
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
-
     from grporec.decode.kv import supports_shared_prefix
 
-    torch.manual_seed(40)
-    kw = dict(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, max_position_embeddings=64)
-    model = (LlamaForCausalLM(LlamaConfig(**kw)) if arch == "llama" else Qwen3ForCausalLM(Qwen3Config(head_dim=8, **kw))).eval()
+    model = tiny_lm(40, arch)
     assert supports_shared_prefix(model)
     seqs = random_catalog(40, 20)
     trie = SidTrie.build(seqs, PAD)

@@ -6,18 +6,7 @@ from transformers import AttentionInterface
 from grporec.decode import SidTrie, beam_search, left_pad
 from grporec.decode import kv
 from grporec.logprobs import completion_logps, full_completion_logps
-from test_decode import PAD, PROMPTS, V, random_catalog, tiny_lm
-
-
-def _lm(arch: str, seed: int):
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
-
-    if arch == "qwen2":
-        return tiny_lm(seed)
-    torch.manual_seed(seed)
-    kw = dict(vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-              num_key_value_heads=2, max_position_embeddings=64)
-    return (LlamaForCausalLM(LlamaConfig(**kw)) if arch == "llama" else Qwen3ForCausalLM(Qwen3Config(head_dim=8, **kw))).eval()
+from test_decode import PAD, PROMPTS, random_catalog, tiny_lm
 
 
 @pytest.fixture
@@ -40,7 +29,7 @@ def test_shared_prompt_forward_equals_plain_forward(arch, shared, shared_calls):
     """Either training forward (the prompt KV read once by prefix-shared attention, or copied to the G
     rows) equals one plain forward over prompt + completion per row, in value and in gradient,
     with left-padded prompts and right-padded completions (the one longer SID pads the others)."""
-    model = _lm(arch, 21)
+    model = tiny_lm(21, arch)
     trie = SidTrie.build(random_catalog(21, 15) + [[11, 21, 31, 41, 5, 1]], PAD)
     ids, mask = left_pad(PROMPTS, PAD)
     r = beam_search(model, ids, mask, trie, 6)

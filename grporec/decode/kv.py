@@ -153,12 +153,13 @@ def supports_shared_prefix(model: torch.nn.Module) -> bool:
 
 
 @contextlib.contextmanager
-def attention(model_or_config, context: SharedPrefixContext | None):
-    """Run the model's attention as `shared_prefix_attention` over `context` (None: unchanged)."""
+def attention(module: torch.nn.Module, context: SharedPrefixContext | None):
+    """Run the attention of `module` (a model, or one of its attention layers: they share one config)
+    as `shared_prefix_attention` over `context` (None: unchanged)."""
     if context is None:
         yield
         return
-    config = getattr(model_or_config, "config", model_or_config)
+    config = module.config
     previous = config._attn_implementation
     config._attn_implementation = SHARED_PREFIX_ATTENTION
     try:

@@ -58,7 +58,7 @@ def _checkpointed(layer: torch.nn.Module, forward):
             nonlocal recomputing
             if recomputing:  # the second call: the recomputation, during backward
                 replay = {**kwargs, name: _Replay(kwargs[name], idx, before)} if name is not None else kwargs
-                with attention(layer.self_attn.config, shared):
+                with attention(layer.self_attn, shared):
                     return forward(h, *args, **replay)
             recomputing = True
             return forward(h, *args, **kwargs)
