@@ -107,6 +107,8 @@ def main():
         return
     prepare(args)
     rows = []
+    out = Path(args.out or f"bench/results/memory_{args.shape}_{args.device.split(':')[0]}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     for g in args.groups:
         for lora in (0, args.lora_rank):
             for ckpt in (False, True):
@@ -122,13 +124,15 @@ def main():
                 p = res["peak_gib"]
                 print(f"G={g:3d} {rows[-1]['mode']:9s} ckpt={'on ' if ckpt else 'off'}  " +
                       "  ".join(f"{k} {p[k]:6.2f}" for k in PHASES if k in p) + f"  GiB  ({res['seconds']:.0f} s)", flush=True)
-    out = Path(args.out or f"bench/results/memory_{args.shape}_{args.device.split(':')[0]}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
+                write(out, args, rows)  # after every setting: a run stopped part-way keeps what it measured
+    print(f"wrote {out}")
+
+
+def write(out: Path, args, rows: list[dict]) -> None:
     out.write_text(json.dumps({"config": vars(args), "platform": platform.platform(), "torch": torch.__version__,
                                "device_name": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
                                "measure": "cuda max_memory_allocated" if args.device.startswith("cuda") else "process VmHWM (peak RSS)",
                                "rows": rows}, indent=1))
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":
