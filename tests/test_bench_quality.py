@@ -25,3 +25,24 @@ def test_variant_at_a_learning_rate_overrides_its_own_rate():
 def test_bad_variant_names_stop_with_the_reason(name, says):
     with pytest.raises(SystemExit, match=says):
         Q.variant_overrides(name)
+
+
+def test_seen_rows_split_by_how_often_their_transition_was_trained():
+    import seen_by_count as S
+    from grporec.data.formats import Interaction
+
+    def row(hist, target):
+        return Interaction("u", (), (), tuple(hist), "", "", target)
+
+    # train: a->b three times, a->c once, d->e twice
+    counts = S.transition_counts([row(["x", "a"], "b")] * 3 + [row(["a"], "c"), row(["d"], "e"), row(["d"], "e")])
+    rows = [row(["a"], "b"), row(["a"], "c"), row(["d"], "e"), row(["q", "d"], "f"), row(["z"], "c")]
+    preds = [["b"], ["x", "c"], ["y"], ["f"], ["q"]]
+    m = S.by_count(counts, rows, preds, k=10)
+    # 3+: a->b hit at rank 0; once: a->c at rank 1 -> ndcg 1/log2(3); twice: d->e missed;
+    # unseen: d->f hit at rank 0 and z->c missed -> hr 1/2, ndcg 1/2
+    assert m["3+"] == {"rows": 1, "hr": 1.0, "ndcg": 1.0}
+    assert m["once"]["rows"] == 1 and m["once"]["hr"] == 1.0 and abs(m["once"]["ndcg"] - 0.6309297535714575) < 1e-12
+    assert m["twice"] == {"rows": 1, "hr": 0.0, "ndcg": 0.0}
+    assert m["unseen"] == {"rows": 2, "hr": 0.5, "ndcg": 0.5}
+    assert S.by_count(counts, rows[:1], [["x", "b"]], k=1)["3+"]["hr"] == 0.0  # the cut-off applies
