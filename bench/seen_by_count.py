@@ -54,7 +54,7 @@ def main():
     args = ap.parse_args()
     counts = transition_counts(read_interactions(args.train))
     rows = read_interactions(args.test)
-    print(f"| predictions | " + " | ".join(f"{b} HR@{args.k} / NDCG@{args.k}" for b in BUCKETS) + " |")
+    print("| predictions | " + " | ".join(f"{b} HR@{args.k} / NDCG@{args.k}" for b in BUCKETS) + " |")
     print("|---|" + "---:|" * len(BUCKETS))
     sizes = None
     for path in args.predictions:
