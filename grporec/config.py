@@ -240,6 +240,7 @@ class SftConfig:
     init: str = "tiny"  # "tiny": the from-scratch model (model.tiny); else a local HF base model directory
     # training tasks: sid_history, sid_suffix (every shorter suffix of each history -> the same next SID),
     # sid_markov (each history -> a next SID drawn from what followed its last SID in training, by count),
+    # sid_transition (one sample per distinct last SID -> next SID of the training rows: rare ones repeated),
     # title2sid, sid2title (SID -> title), title_history (as rl.datasets)
     datasets: list[str] = field(default_factory=lambda: ["sid_history", "title2sid", "sid2title", "title_history"])
     max_prompt_tokens: int | None = None  # replaced by data.max_prompt_tokens (one rule for every stage); must be unset

@@ -41,7 +41,7 @@ from grporec.runlog import RunLog, check_report_to
 from grporec.steps import count_update, end_of_step, start_run
 from grporec.stop import StopRequest
 
-SFT_DATASETS = ("sid_history", "sid_suffix", "sid_markov", "title2sid", "sid2title", "title_history")
+SFT_DATASETS = ("sid_history", "sid_suffix", "sid_markov", "sid_transition", "title2sid", "sid2title", "title_history")
 IGNORE = -100  # label of tokens that carry no loss (prompt and padding)
 
 
@@ -55,6 +55,7 @@ def build_sft_dataset(cfg: Config, catalog: Catalog) -> D.MixedDataset:
         "sid_history": lambda: D.SftSidDataset(rows, cfg.data.max_history, compact),
         "sid_suffix": lambda: D.SftSuffixDataset(rows, cfg.data.max_history, compact),
         "sid_markov": lambda: D.SftMarkovDataset(rows, cfg.data.max_history, compact, cfg.seed),
+        "sid_transition": lambda: D.SftTransitionDataset(rows, cfg.data.max_history, compact),
         "title2sid": lambda: D.SftTitle2SidDataset(catalog, compact),
         "sid2title": lambda: D.SftSid2TitleDataset(catalog),
         "title_history": lambda: D.SftTitleHistoryDataset(rows, cfg.data.max_history),

@@ -156,3 +156,19 @@ def test_markov_samples_keep_the_history_and_draw_what_followed_its_last_item():
     assert set(after_a1) == {"<a_8>", "<a_9>"} and abs(after_a1.count("<a_8>") / len(after_a1) - 2 / 3) < 0.05
     assert all(s.completion == s.target_sid + "\n" for s in got)
     assert [s.target_sid for s in D.SftMarkovDataset(rows, 1, True, seed=0)] == [s.target_sid for s in got]  # seeded
+
+
+def test_transition_samples_are_one_per_distinct_transition_from_its_latest_row():
+    """<a_1> -> <a_8> occurs in two rows (histories (<a_5>,<a_1>) then (<a_1>,)), <a_1> -> <a_9> and
+    <a_2> -> <a_7> once each, and a row without a history has no transition: three samples, the
+    first with the later row's history."""
+    def row(h, t):
+        return Interaction("U", tuple("t" for _ in h), tuple("i" for _ in h), h, "T", "x", t)
+    rows = [row(("<a_5>", "<a_1>"), "<a_8>"), row(("<a_6>", "<a_1>"), "<a_9>"), row(("<a_1>",), "<a_8>"),
+            row(("<a_2>",), "<a_7>"), row((), "<a_3>")]
+    got = D.SftTransitionDataset(rows, compact=True)
+    assert [(s.history_sids, s.target_sid) for s in got] == [
+        (("<a_1>",), "<a_8>"), (("<a_6>", "<a_1>"), "<a_9>"), (("<a_2>",), "<a_7>")]
+    assert got[0].prompt == D.SftSidDataset([rows[2]], compact=True)[0].prompt
+    assert all(s.completion == s.target_sid + "\n" for s in got)
+    assert [s.history_sids for s in D.SftTransitionDataset(rows[1:2], max_history=1)] == [("<a_1>",)]

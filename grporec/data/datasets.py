@@ -212,6 +212,27 @@ class SftMarkovDataset(PromptDataset):
         super().__init__(_history_samples(drawn, max_history, _next_item(compact, _sft_next_item), self.task))
 
 
+class SftTransitionDataset(PromptDataset):
+    """SFT: one sample per distinct (last history SID -> next SID) transition of the training rows,
+    with the (truncated) history of the latest row that has it.
+
+    Beside `SftSidDataset`'s samples, a transition seen c times is trained c + 1 times an epoch
+    instead of c: a transition seen once gets twice the repetition, a frequent one barely more.
+    The last-item SFT model on Office reproduces every transition trained three times or more and
+    about half of those trained once (`bench/seen_by_count.py`); these samples give the rare ones
+    the repetition a model needs to remember them, without over-training the frequent ones.
+    """
+
+    task = "sft_sid_transition"
+
+    def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False):
+        latest: dict[tuple[str, str], Interaction] = {}
+        for r in rows:
+            if r.history_sids:
+                latest[(r.history_sids[-1], r.item_sid)] = r
+        super().__init__(_history_samples(list(latest.values()), max_history, _next_item(compact, _sft_next_item), self.task))
+
+
 class SftTitle2SidDataset(PromptDataset):
     """SFT: title -> SID for every item."""
 
