@@ -13,18 +13,20 @@ def slug(heading: str) -> str:
     return text.replace(" ", "-")
 
 
-def outside_code(text: str) -> list[str]:
+def outside_code(text: str, spans: bool = False) -> list[str]:
+    """The lines outside fenced blocks; inline code spans dropped (they hold no links) unless `spans`
+    (a heading's anchor keeps their text: "## LoRA (`model.lora`)" is #lora-modellora)."""
     lines, fence = [], False
     for line in text.splitlines():
-        if line.startswith("```"):
+        if line.lstrip().startswith("```"):
             fence = not fence
         elif not fence:
-            lines.append(re.sub(r"`[^`]*`", "", line) if "](" not in line else line)
+            lines.append(re.sub(r"`[^`]*`", "", line) if "](" not in line and not spans else line)
     return lines
 
 
 def anchors(path: Path) -> set[str]:
-    return {slug(line.lstrip("#")) for line in outside_code(path.read_text()) if line.startswith("#")}
+    return {slug(line.lstrip("#")) for line in outside_code(path.read_text(), spans=True) if line.startswith("#")}
 
 
 def dead_links(pages: list[Path]) -> list[str]:
@@ -55,5 +57,7 @@ def test_the_checker_finds_a_dead_file_and_a_missing_anchor(tmp_path):
     (tmp_path / "a.md").write_text("# A page\n\n## Differences from MiniOneRec's arithmetic\n\n"
                                    "[ok](b.md#the-b-page) [gone](c.md) [bad](b.md#nope) [self](#differences-from-minionerecs-arithmetic)\n"
                                    "```\n[in code](zzz.md)\n```\n")
-    (tmp_path / "b.md").write_text("# The B page\n")
+    (tmp_path / "b.md").write_text("# The B page\n\n## LoRA (`model.lora`)\n\n- item\n\n  ```bash\n  [in an indented fence](zzz.md)\n  ```\n"
+                                   "[code](#lora-modellora) [code dropped](#lora-)\n")
     assert dead_links([tmp_path / "a.md"]) == ["a.md: c.md (no such file)", "a.md: b.md#nope (no heading with that anchor)"]
+    assert dead_links([tmp_path / "b.md"]) == ["b.md: #lora- (no heading with that anchor)"]
