@@ -211,7 +211,8 @@ class TrainConfig:
     gradient_checkpointing: bool = False
     progress: bool = True  # tqdm progress bar (shown only on a terminal)
     # Where step metrics go: metrics.jsonl always (the source of truth); "tensorboard" adds a SummaryWriter
-    # under <output_dir>/tensorboard (pip install tensorboard), so `tensorboard --logdir runs/` works.
+    # under <output_dir>/tensorboard (pip install tensorboard), so `tensorboard --logdir runs/` works;
+    # "wandb" a Weights & Biases run with the config (pip install wandb; WANDB_PROJECT, WANDB_MODE=offline).
     report_to: list[str] = field(default_factory=lambda: ["jsonl"])
 
 

@@ -17,6 +17,7 @@ logged metrics (and FSDP's gradient reduction). A researcher forks this file for
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -104,7 +105,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
                       reference=reference)
     state, resume = start.state, start.resume
     log = RunLog(out, total_steps, state["step"], env.is_main, cfg.train.progress, cfg.train.log_steps,
-                 report_to=tuple(cfg.train.report_to))
+                 report_to=tuple(cfg.train.report_to), config=dataclasses.asdict(cfg))
     for note in start.notes:
         log.message(f"[grpo] {note}")
     log.message(f"[grpo] {catalog.describe()}; {len(dataset)} prompts ({dict(dataset.sizes)}); "

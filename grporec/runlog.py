@@ -6,7 +6,9 @@ that starts at step S (0, or a resumed checkpoint's step) first drops the file's
 the steps a killed run logged after its last checkpoint, so the file keeps one line per step.
 The bar is shown only on a terminal (and with progress on); elsewhere the periodic lines suffice.
 With `report_to` holding "tensorboard", every number also goes to a TensorBoard SummaryWriter in
-`<output_dir>/tensorboard` (the JSONL stays the source of truth).
+`<output_dir>/tensorboard`; with "wandb", to a Weights & Biases run (the run's config with it),
+configured by wandb's own environment variables (`WANDB_PROJECT`, default "grporec";
+`WANDB_ENTITY`; `WANDB_MODE=offline` for no network). The JSONL stays the source of truth.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import json
 import math
 import os
 import sys
+import uuid
 from pathlib import Path
 
 from tqdm import tqdm
@@ -21,11 +24,12 @@ from tqdm import tqdm
 from grporec.errors import SettingsError
 
 
-REPORT_TO = ("jsonl", "tensorboard")
+REPORT_TO = ("jsonl", "tensorboard", "wandb")
+WANDB_ID_FILE = "wandb-run-id"  # in output_dir: a resumed run logs on into the same wandb run
 
 
 def check_report_to(report_to, key: str = "train.report_to") -> None:
-    """Known destinations only, and TensorBoard importable when asked for (checked before a run starts)."""
+    """Known destinations only, and TensorBoard / wandb importable when asked for (checked before a run starts)."""
     unknown = [r for r in report_to if r not in REPORT_TO]
     if unknown:
         raise SettingsError(f"{key}: unknown {unknown[0]!r}; choose from {list(REPORT_TO)}")
@@ -35,6 +39,24 @@ def check_report_to(report_to, key: str = "train.report_to") -> None:
         except ImportError:
             raise SettingsError(f'{key} has "tensorboard", which needs the tensorboard package: pip install tensorboard '
                              '(or pip install -e ".[tensorboard]")') from None
+    if "wandb" in report_to:
+        try:
+            import wandb  # noqa: F401
+        except ImportError:
+            raise SettingsError(f'{key} has "wandb", which needs the wandb package: pip install wandb '
+                                '(or pip install -e ".[wandb]"); WANDB_MODE=offline logs without a network') from None
+
+
+def wandb_run(output_dir: Path, start_step: int, config: dict | None, job: str):
+    """A wandb run for this output directory: a fresh id for a fresh run, the recorded one when
+    resuming (so the curves continue), the run's config attached."""
+    import wandb
+
+    id_file = output_dir / WANDB_ID_FILE
+    run_id = id_file.read_text().strip() if start_step > 0 and id_file.is_file() else uuid.uuid4().hex[:12]
+    id_file.write_text(run_id + "\n")
+    return wandb.init(project=os.environ.get("WANDB_PROJECT", "grporec"), name=output_dir.name, id=run_id, resume="allow",
+                      dir=str(output_dir), config=config or {}, job_type=job)
 
 
 def tensorboard_writer(log_dir: Path):
@@ -49,7 +71,7 @@ def tensorboard_writer(log_dir: Path):
 
 class RunLog:
     def __init__(self, output_dir: str | Path, total_steps: int, start_step: int, enabled: bool, progress: bool,
-                 log_steps: int = 1, desc: str = "grpo", report_to: tuple[str, ...] = ("jsonl",)):
+                 log_steps: int = 1, desc: str = "grpo", report_to: tuple[str, ...] = ("jsonl",), config: dict | None = None):
         check_report_to(report_to)
         self.enabled = enabled
         self.writer = tensorboard_writer(Path(output_dir) / "tensorboard") if enabled and "tensorboard" in report_to else None
@@ -58,6 +80,7 @@ class RunLog:
         if enabled:
             Path(output_dir).mkdir(parents=True, exist_ok=True)
             drop_after(self.path, start_step)
+        self.wandb = wandb_run(Path(output_dir), start_step, config, desc) if enabled and "wandb" in report_to else None
         show = enabled and progress and sys.stderr.isatty()
         self.bar = tqdm(total=total_steps, initial=start_step, desc=desc, disable=not show, dynamic_ncols=True)
 
@@ -87,13 +110,16 @@ class RunLog:
         self.bar.close()
         if self.writer is not None:
             self.writer.close()
+        if self.wandb is not None:
+            self.wandb.finish()
 
     def _scalars(self, step: int, metrics: dict, prefix: str) -> None:
-        if self.writer is None:
-            return
-        for k, v in metrics.items():
-            if isinstance(v, (int, float)) and not isinstance(v, bool):
-                self.writer.add_scalar(prefix + k, v, step)
+        numbers = {prefix + k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if self.writer is not None:
+            for k, v in numbers.items():
+                self.writer.add_scalar(k, v, step)
+        if self.wandb is not None:
+            self.wandb.log(numbers, step=step)
 
     def _write(self, record: dict) -> None:
         with self.path.open("a", encoding="utf-8") as f:

@@ -11,6 +11,7 @@ load); `sft.patience` evaluations without improvement stop the run early.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -214,7 +215,7 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
                       keys=SFT_RESUME_KEYS, optimizer_steps=total_steps, key="sft.train", aside=("best",))
     state, resume = start.state, start.resume
     log = RunLog(out, total_steps, state["step"], env.is_main, tc.progress, tc.log_steps, desc="sft",
-                 report_to=tuple(tc.report_to))
+                 report_to=tuple(tc.report_to), config=dataclasses.asdict(cfg))
     for note in start.notes:
         log.message(f"[sft] {note}")
     log.message(f"[sft] {len(dataset)} samples ({dict(dataset.sizes)}), {len(valid)} valid; {total_steps} steps of "

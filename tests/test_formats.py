@@ -153,3 +153,61 @@ def test_chat_sft_is_recorded_and_a_mismatched_format_is_refused(tiny_cfg, tiny_
     (tmp_path / "grporec.json").write_text("[1]")
     with pytest.raises(FormatError, match="not a grporec record"):
         check_recorded_format(tmp_path, "alpaca")
+
+
+def test_a_checkpoint_made_the_way_minionerec_makes_it_trains_and_evaluates(tiny_cfg, tiny_catalog, tmp_path):
+    """MiniOneRec's sft.py adds the SID tokens in the order they first appear in index.json (not
+    sorted, as grporec's own tokenizer does), resizes the embeddings and saves with save_pretrained
+    (no grporec.json). GRPO trains it and keeps its token ids; the trained checkpoint's exact
+    ranking equals a plain forward's scores over the checkpoint's own ids; `grporec eval` runs on it."""
+    import re
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    index = json.loads(open(tiny_cfg.data.index_file).read())
+    order = list(dict.fromkeys(t for codes in index.values() for t in codes))
+    assert order != sorted(order)  # the case under test: ids in index order
+    tok = base_tokenizer()
+    tok.pad_token = tok.eos_token
+    n_base = len(tok)
+    tok.add_tokens(order)
+    model = base_model(n_base)
+    model.resize_token_embeddings(len(tok))
+    made = tmp_path / "minionerec-sft"
+    model.save_pretrained(str(made))
+    tok.save_pretrained(str(made))
+    assert not (made / "grporec.json").exists()
+    ids = {t: tok.convert_tokens_to_ids(t) for t in order}
+    assert [ids[t] for t in order] == list(range(n_base, n_base + len(order)))
+
+    h = loop.train(tiny_loop_cfg(tiny_cfg, made, tmp_path / "grpo", "train.max_steps=2", "train.save_steps=2"), ENV)["history"]
+    assert len(h) == 2 and all(torch.isfinite(torch.tensor(x["loss"])) for x in h)
+    trained = tmp_path / "grpo" / "checkpoints" / "step-0000002" / "policy"
+    tok2 = AutoTokenizer.from_pretrained(str(trained))
+    assert len(tok2) == len(tok) and {t: tok2.convert_tokens_to_ids(t) for t in order} == ids  # nothing re-added or re-sorted
+    policy = AutoModelForCausalLM.from_pretrained(str(trained)).eval()
+    assert policy.get_input_embeddings().weight.shape[0] == model.get_input_embeddings().weight.shape[0]
+
+    fmt = build_format(tok2)
+    trie = build_catalog_trie(fmt, tiny_catalog.sids)
+    prompt = fmt.prompt_ids(PROMPT)
+    with torch.no_grad():
+        r = beam_search(policy, torch.tensor([prompt]), torch.ones(1, len(prompt), dtype=torch.long), trie, evaluate.exact_beams(trie))
+        lp = []
+        for sid in tiny_catalog.sids:  # the checkpoint's own ids, not grporec's: each SID token looked up by name
+            completion = [ids[t] for t in re.findall(r"<[^>]+>", sid)] + list(fmt.terminator_ids)
+            out = policy(torch.tensor([prompt + completion])).logits[0].float().log_softmax(-1)
+            lp.append(sum(out[len(prompt) - 1 + i, t].item() for i, t in enumerate(completion)))
+    by_sid = dict(zip(tiny_catalog.sids, lp))
+    got = [(s, x) for s, x in zip(r.sids, r.scores.tolist()) if s is not None]
+    assert len(got) == len(set(tiny_catalog.sids))
+    for s, x in got:
+        assert abs(by_sid[s] - x) < 1e-4, s
+    assert all(a[1] >= b[1] for a, b in zip(got, got[1:]))  # best first: the plain forward's ranking, up to ties
+
+    cfg = tiny_loop_cfg(tiny_cfg, trained, tmp_path / "e")
+    (tmp_path / "c.yaml").write_text(dump_config(cfg))
+    assert evaluate.main(["--config", str(tmp_path / "c.yaml"), "--model", str(made), "--beams", "5", "--max-rows", "6",
+                          "--out", str(tmp_path / "ev")]) == 0
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["rows"] == 6 and m["invalid_outputs"] == 0

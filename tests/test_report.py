@@ -68,8 +68,8 @@ def test_tensorboard_logging_and_its_install_hint(tiny_cfg, tiny_model_dir, tmp_
     with pytest.raises(ValueError, match=r'train.report_to has "tensorboard", which needs the tensorboard package'):
         loop.train(cfg, ENV)
     assert not (tmp_path / "run" / "config.yaml").exists()  # refused before anything was written
-    bad = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.report_to=[wandb]")
-    with pytest.raises(ValueError, match=r"train.report_to: unknown 'wandb'; choose from \['jsonl', 'tensorboard'\]"):
+    bad = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.report_to=[mlflow]")
+    with pytest.raises(ValueError, match=r"train.report_to: unknown 'mlflow'; choose from \['jsonl', 'tensorboard', 'wandb'\]"):
         loop.train(bad, ENV)
 
 
@@ -80,3 +80,66 @@ def test_tensorboard_event_file_is_written(tiny_cfg, tiny_model_dir, tmp_path):
     events = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
     assert events and events[0].stat().st_size > 0
     assert len((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()) == 2  # the JSONL is still written
+
+
+class FakeWandb:
+    """Stands in for the wandb module: records init's arguments, every log call and finish."""
+
+    def __init__(self):
+        self.inits, self.logs, self.finished = [], [], 0
+
+    def init(self, **kwargs):
+        self.inits.append(kwargs)
+        return self
+
+    def log(self, data, step):
+        self.logs.append((step, dict(data)))
+
+    def finish(self):
+        self.finished += 1
+
+
+def test_wandb_gets_every_step_number_the_jsonl_has_and_the_config(tiny_cfg, tiny_model_dir, tmp_path, monkeypatch):
+    fake = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    run = tmp_path / "run"
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, run, "train.max_steps=2", "train.save_steps=2", "train.report_to=[jsonl,wandb]")
+    loop.train(cfg, ENV)
+    (init,) = fake.inits
+    assert init["dir"] == str(run) and init["name"] == "run" and init["resume"] == "allow" and init["job_type"] == "grpo"
+    assert init["config"]["rl"]["num_generations"] == cfg.rl.num_generations and init["config"]["train"]["lr"] == cfg.train.lr
+    assert init["id"] == (run / "wandb-run-id").read_text().strip()
+    lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    numeric = [{k: v for k, v in r.items() if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)} for r in lines]
+    assert fake.logs == [(r["step"], n) for r, n in zip(lines, numeric)]  # the same numbers, step by step
+    assert [s for s, _ in fake.logs] == [1, 2] and "loss" in fake.logs[0][1] and fake.finished == 1
+    # a resumed run logs on into the same wandb run, from the step after its checkpoint
+    more = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", more)
+    loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, run, "train.max_steps=3", "train.report_to=[jsonl,wandb]"), ENV)
+    assert more.inits[0]["id"] == init["id"] and [s for s, _ in more.logs] == [3]
+    # a fresh run in another directory gets a new id
+    other = FakeWandb()
+    monkeypatch.setitem(sys.modules, "wandb", other)
+    loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "other", "train.max_steps=1", "train.report_to=[wandb]"), ENV)
+    assert other.inits[0]["id"] != init["id"]
+
+
+def test_wandb_missing_is_refused_with_the_install_command(tiny_cfg, tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wandb", None)  # as on a machine without wandb
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "run", "train.max_steps=1", "train.report_to=[jsonl,wandb]")
+    with pytest.raises(ValueError, match=r'train.report_to has "wandb", which needs the wandb package: pip install wandb'):
+        loop.train(cfg, ENV)
+    assert not (tmp_path / "run" / "config.yaml").exists()  # refused before anything was written
+
+
+def test_wandb_offline_run_is_written(tiny_cfg, tiny_model_dir, tmp_path, monkeypatch):
+    """With the real package (an optional extra; skipped where it is not installed) in offline mode."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run = tmp_path / "run"
+    loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, run, "train.max_steps=2", "train.report_to=[jsonl,wandb]"), ENV)
+    runs = list((run / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and runs[0].name.endswith((run / "wandb-run-id").read_text().strip())
+    assert list(runs[0].glob("*.wandb")) and list(runs[0].glob("*.wandb"))[0].stat().st_size > 0
