@@ -27,8 +27,9 @@ class TokenizerError(UserError):
 def train_tiny_tokenizer(texts: Iterable[str], sid_tokens: list[str], vocab_size: int = 1000) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer learnt from `texts`, with SID tokens, EOS and PAD added.
 
-    Byte-level BPE can encode any text (no unknown token); SID tokens are added whole, sorted,
-    as ordinary (non-special) tokens, as MiniOneRec adds them to Qwen's tokenizer.
+    Byte-level BPE can encode any text (no unknown token); SID tokens are added whole, sorted, as
+    ordinary (non-special) tokens. (MiniOneRec adds them in the order they first appear in
+    index.json; grporec looks every SID token up by name, so either order loads.)
     """
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
