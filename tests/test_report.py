@@ -103,7 +103,7 @@ def test_wandb_gets_every_step_number_the_jsonl_has_and_the_config(tiny_cfg, tin
     fake = FakeWandb()
     monkeypatch.setitem(sys.modules, "wandb", fake)
     run = tmp_path / "run"
-    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, run, "train.max_steps=2", "train.save_steps=2", "train.report_to=[jsonl,wandb]")
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, run, "train.max_steps=1", "train.save_steps=1", "train.report_to=[jsonl,wandb]")
     loop.train(cfg, ENV)
     (init,) = fake.inits
     assert init["dir"] == str(run) and init["name"] == "run" and init["resume"] == "allow" and init["job_type"] == "grpo"
@@ -112,17 +112,17 @@ def test_wandb_gets_every_step_number_the_jsonl_has_and_the_config(tiny_cfg, tin
     lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     numeric = [{k: v for k, v in r.items() if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool)} for r in lines]
     assert fake.logs == [(r["step"], n) for r, n in zip(lines, numeric)]  # the same numbers, step by step
-    assert [s for s, _ in fake.logs] == [1, 2] and "loss" in fake.logs[0][1] and fake.finished == 1
+    assert [s for s, _ in fake.logs] == [1] and "loss" in fake.logs[0][1] and fake.finished == 1
     # a resumed run logs on into the same wandb run, from the step after its checkpoint
     more = FakeWandb()
     monkeypatch.setitem(sys.modules, "wandb", more)
-    loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, run, "train.max_steps=3", "train.report_to=[jsonl,wandb]"), ENV)
-    assert more.inits[0]["id"] == init["id"] and [s for s, _ in more.logs] == [3]
-    # a fresh run in another directory gets a new id
-    other = FakeWandb()
-    monkeypatch.setitem(sys.modules, "wandb", other)
-    loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "other", "train.max_steps=1", "train.report_to=[wandb]"), ENV)
-    assert other.inits[0]["id"] != init["id"]
+    loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, run, "train.max_steps=2", "train.report_to=[jsonl,wandb]"), ENV)
+    assert more.inits[0]["id"] == init["id"] and [s for s, _ in more.logs] == [2]
+    # a fresh start (step 0) gets a new id even where an old one is recorded
+    from grporec.runlog import wandb_run
+
+    wandb_run(run, 0, None, "sft")
+    assert more.inits[1]["id"] != init["id"] == more.inits[0]["id"] and more.inits[1]["config"] == {}
 
 
 def test_wandb_missing_is_refused_with_the_install_command(tiny_cfg, tiny_model_dir, tmp_path, monkeypatch):
