@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from grporec.data.formats import read_interactions  # noqa: E402
-from grporec.metrics import transition_counts  # noqa: E402
+from grporec.metrics import first_hit_rank, ranking_metrics, transition_counts  # noqa: E402
 
 BUCKETS = ("unseen", "once", "twice", "3+")
 
@@ -31,18 +30,17 @@ def bucket(count: int) -> str:
 
 
 def by_count(counts: dict[str, Counter], rows, predictions: list[list[str]], k: int) -> dict[str, dict]:
-    """{bucket: {rows, hr, ndcg}} at cut-off k; a row's rank is its target's first place in its list."""
-    acc = {b: [0, 0.0, 0.0] for b in BUCKETS}
+    """{bucket: {rows, hr, ndcg}} at cut-off k (None for an empty bucket), from each row's first-hit
+    rank, scored as every evaluator scores (`grporec.metrics`)."""
+    ranks: dict[str, list[int]] = {b: [] for b in BUCKETS}
     for row, pred in zip(rows, predictions, strict=True):
         last = row.history_sids[-1] if row.history_sids else None
-        b = bucket(counts.get(last, Counter())[row.item_sid] if last else 0)
-        top = pred[:k]
-        a = acc[b]
-        a[0] += 1
-        if row.item_sid in top:
-            a[1] += 1
-            a[2] += 1 / math.log2(top.index(row.item_sid) + 2)
-    return {b: {"rows": n, "hr": h / n if n else None, "ndcg": g / n if n else None} for b, (n, h, g) in acc.items()}
+        ranks[bucket(counts.get(last, Counter())[row.item_sid] if last else 0)].append(first_hit_rank(pred, row.item_sid))
+    out = {}
+    for b, part in ranks.items():
+        m = ranking_metrics(part, (k,)) if part else {}
+        out[b] = {"rows": len(part), "hr": m.get(f"hr@{k}"), "ndcg": m.get(f"ndcg@{k}")}
+    return out
 
 
 def main():
