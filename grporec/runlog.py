@@ -12,6 +12,7 @@ configured by wandb's own environment variables (`WANDB_PROJECT`, default "grpor
 """
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
@@ -26,25 +27,23 @@ from grporec.errors import SettingsError
 
 REPORT_TO = ("jsonl", "tensorboard", "wandb")
 WANDB_ID_FILE = "wandb-run-id"  # in output_dir: a resumed run logs on into the same wandb run
+# destination -> (module it needs, pip package, a word more for the error)
+OPTIONAL = {"tensorboard": ("torch.utils.tensorboard", "tensorboard", ""),
+            "wandb": ("wandb", "wandb", "; WANDB_MODE=offline logs without a network")}
 
 
 def check_report_to(report_to, key: str = "train.report_to") -> None:
-    """Known destinations only, and TensorBoard / wandb importable when asked for (checked before a run starts)."""
+    """Known destinations only, and the package of each optional one importable (checked before a run starts)."""
     unknown = [r for r in report_to if r not in REPORT_TO]
     if unknown:
         raise SettingsError(f"{key}: unknown {unknown[0]!r}; choose from {list(REPORT_TO)}")
-    if "tensorboard" in report_to:
-        try:
-            import torch.utils.tensorboard  # noqa: F401
-        except ImportError:
-            raise SettingsError(f'{key} has "tensorboard", which needs the tensorboard package: pip install tensorboard '
-                             '(or pip install -e ".[tensorboard]")') from None
-    if "wandb" in report_to:
-        try:
-            import wandb  # noqa: F401
-        except ImportError:
-            raise SettingsError(f'{key} has "wandb", which needs the wandb package: pip install wandb '
-                                '(or pip install -e ".[wandb]"); WANDB_MODE=offline logs without a network') from None
+    for name, (module, package, more) in OPTIONAL.items():
+        if name in report_to:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                raise SettingsError(f'{key} has "{name}", which needs the {package} package: pip install {package} '
+                                    f'(or pip install -e ".[{package}]"){more}') from None
 
 
 def wandb_run(output_dir: Path, start_step: int, config: dict | None, job: str):
@@ -60,12 +59,9 @@ def wandb_run(output_dir: Path, start_step: int, config: dict | None, job: str):
 
 
 def tensorboard_writer(log_dir: Path):
-    """A SummaryWriter, or a clear error saying how to install TensorBoard."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise SettingsError('train.report_to has "tensorboard", which needs the tensorboard package: '
-                         'pip install tensorboard (or pip install -e ".[tensorboard]")') from None
+    """A SummaryWriter (after `check_report_to`, which says how to install TensorBoard when it is missing)."""
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(log_dir=str(log_dir))
 
 
