@@ -250,6 +250,9 @@ class SftConfig:
     select_on: Literal["loss", "ndcg"] = "loss"
     select_beams: int = 20  # beams for select_on=ndcg
     patience: int = 3  # evaluations without a better selection metric before stopping (0: never stop early)
+    # Residual dropout while training (embeddings, and each block's attention and MLP outputs; off in
+    # evaluation): the regulariser Qwen2/Llama configurations lack. 0.1-0.2 in TIGER-style recipes.
+    dropout: float = 0.0
     valid_max_rows: int = 2000  # valid rows for the valid loss / NDCG (-1: all)
     train: TrainConfig = field(default_factory=_sft_train_defaults)  # prompts_per_step = samples per step
 
