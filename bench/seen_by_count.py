@@ -9,6 +9,11 @@ SID) transition occurs in the training rows: unseen (0), once, twice, three time
 reproduces every frequent transition and half of the singletons (what the last-item SFT model
 does on Office) needs repetition of the rare ones, not more generalisation. Reads the rows of
 `--test` in the order `grporec eval` scored them (its `predictions.json`, `--max-rows` unused).
+
+`--successors-first N` also scores each list re-ranked with its row's last item's N most frequent
+training successors first (Markov's order), then the model's own list: the most a model's ranking
+could gain from remembering the training transitions perfectly, at the price the slots in front
+cost the rows whose target is not among them. A decoding-time hybrid, a diagnostic, not a model.
 """
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from grporec.baselines import popularity  # noqa: E402
 from grporec.data.formats import read_interactions  # noqa: E402
 from grporec.metrics import first_hit_rank, ranking_metrics, transition_counts  # noqa: E402
 
@@ -43,25 +49,45 @@ def by_count(counts: dict[str, Counter], rows, predictions: list[list[str]], k: 
     return out
 
 
+def successors_first(counts: dict[str, Counter], pop_rank: dict[str, int], rows, predictions, n: int) -> list[list[str]]:
+    """Each list with its row's last item's n most frequent training successors in front (ties by
+    popularity, as `grporec.baselines.markov`), then its own SIDs in their order, without repeats."""
+    out = []
+    for row, pred in zip(rows, predictions, strict=True):
+        c = counts.get(row.history_sids[-1], Counter()) if row.history_sids else Counter()
+        front = sorted(c, key=lambda s: (-c[s], pop_rank.get(s, len(pop_rank))))[:n]
+        out.append(front + [s for s in pred if s not in front])
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--train", required=True, help="the training split the model was trained on (CSV)")
     ap.add_argument("--test", required=True, help="the split the predictions are of (CSV)")
     ap.add_argument("--predictions", nargs="+", required=True, help="grporec eval's predictions.json files")
     ap.add_argument("--k", type=int, default=10)
+    ap.add_argument("--successors-first", type=int, nargs="*", default=[], metavar="N",
+                    help="also score each list with the last item's N most frequent training successors in front")
     args = ap.parse_args()
-    counts = transition_counts(read_interactions(args.train))
+    train = read_interactions(args.train)
+    counts = transition_counts(train)
+    pop_rank = {sid: i for i, sid in enumerate(popularity(train))}
     rows = read_interactions(args.test)
-    print("| predictions | " + " | ".join(f"{b} HR@{args.k} / NDCG@{args.k}" for b in BUCKETS) + " |")
-    print("|---|" + "---:|" * len(BUCKETS))
+    print(f"| predictions | all HR@{args.k} / NDCG@{args.k} | " + " | ".join(f"{b}" for b in BUCKETS) + " |")
+    print("|---|" + "---:|" * (1 + len(BUCKETS)))
     sizes = None
     for path in args.predictions:
         preds = [p["predict"] for p in json.loads(Path(path).read_text())]
         if len(preds) != len(rows):
             raise SystemExit(f"{path}: {len(preds)} predictions for {len(rows)} rows of {args.test}")
-        m = by_count(counts, rows, preds, args.k)
-        sizes = {b: m[b]["rows"] for b in BUCKETS}
-        print(f"| {path} | " + " | ".join("-" if m[b]["rows"] == 0 else f"{m[b]['hr']:.3f} / {m[b]['ndcg']:.4f}" for b in BUCKETS) + " |")
+        for n in [None, *args.successors_first]:
+            ranked = preds if n is None else successors_first(counts, pop_rank, rows, preds, n)
+            m = by_count(counts, rows, ranked, args.k)
+            every = ranking_metrics([first_hit_rank(p, r.item_sid) for r, p in zip(rows, ranked)], (args.k,))
+            sizes = {b: m[b]["rows"] for b in BUCKETS}
+            name = path if n is None else f"{path}, {n} successors first"
+            print(f"| {name} | {every[f'hr@{args.k}']:.4f} / {every[f'ndcg@{args.k}']:.4f} | "
+                  + " | ".join("-" if m[b]["rows"] == 0 else f"{m[b]['hr']:.3f} / {m[b]['ndcg']:.4f}" for b in BUCKETS) + " |")
     print("rows per bucket: " + ", ".join(f"{b} {n}" for b, n in sizes.items()))
 
 

@@ -46,3 +46,8 @@ def test_seen_rows_split_by_how_often_their_transition_was_trained():
     assert m["twice"] == {"rows": 1, "hr": 0.0, "ndcg": 0.0}
     assert m["unseen"] == {"rows": 2, "hr": 0.5, "ndcg": 0.5}
     assert S.by_count(counts, rows[:1], [["x", "b"]], k=1)["3+"]["hr"] == 0.0  # the cut-off applies
+    # successors first: a is followed by b (3) and c (1), d by e (2), z by nothing. Two in front:
+    # a's lists become [b, c, ...], d's [e, ...]; z's list is its own
+    pop = {"b": 0, "e": 1, "c": 2}
+    assert S.successors_first(counts, pop, rows, preds, 2) == [["b", "c"], ["b", "c", "x"], ["e", "y"], ["e", "f"], ["q"]]
+    assert S.successors_first(counts, pop, rows[:2], preds[:2], 1) == [["b"], ["b", "x", "c"]]
