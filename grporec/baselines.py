@@ -36,6 +36,12 @@ def most_popular(train: Sequence[Interaction], rows: Sequence[Interaction], k: i
     return [list(top) for _ in rows]
 
 
+def successors_in_order(follows: Counter, pop_rank: dict[str, int]) -> list[str]:
+    """The SIDs that followed an item, most often first, ties by popularity (`pop_rank`: SID ->
+    place in `popularity(train)`): the first-order Markov chain's ranking."""
+    return sorted(follows, key=lambda s: (-follows[s], pop_rank[s]))
+
+
 def markov(train: Sequence[Interaction], rows: Sequence[Interaction], k: int) -> list[list[str]]:
     """Per row: the SIDs that followed its last history SID in train, most often first, then by
     popularity (a first-order Markov chain over SIDs, filled up with most-popular)."""
@@ -45,7 +51,7 @@ def markov(train: Sequence[Interaction], rows: Sequence[Interaction], k: int) ->
     out = []
     for r in rows:
         counts = follows.get(r.history_sids[-1], Counter())
-        ranked = sorted(counts, key=lambda s: (-counts[s], rank[s]))[:k]
+        ranked = successors_in_order(counts, rank)[:k]
         seen = set(ranked)
         for sid in pop:
             if len(ranked) >= k:

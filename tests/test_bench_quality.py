@@ -45,6 +45,8 @@ def test_seen_rows_split_by_how_often_their_transition_was_trained():
     assert m["once"]["rows"] == 1 and m["once"]["hr"] == 1.0 and abs(m["once"]["ndcg"] - 0.6309297535714575) < 1e-12
     assert m["twice"] == {"rows": 1, "hr": 0.0, "ndcg": 0.0}
     assert m["unseen"] == {"rows": 2, "hr": 0.5, "ndcg": 0.5}
+    # all five rows: hits at ranks 0, 1, 0 -> hr 3/5, ndcg (1 + 1/log2(3) + 1) / 5
+    assert m["all"]["rows"] == 5 and m["all"]["hr"] == 0.6 and abs(m["all"]["ndcg"] - (2 + 0.6309297535714575) / 5) < 1e-12
     assert S.by_count(counts, rows[:1], [["x", "b"]], k=1)["3+"]["hr"] == 0.0  # the cut-off applies
     # successors first: a is followed by b (3) and c (1), d by e (2), z by nothing. Two in front:
     # a's lists become [b, c, ...], d's [e, ...]; z's list is its own

@@ -20,12 +20,17 @@ from grporec.dist import decoder_layers
 from grporec.errors import SettingsError
 
 
+def check_dropout(p: float) -> None:
+    """`sft.dropout` is a probability below 1 (1 would zero every activation)."""
+    if not 0.0 <= p < 1.0:
+        raise SettingsError(f"sft.dropout must be in [0, 1), got {p}")
+
+
 def add_residual_dropout(model: torch.nn.Module, p: float) -> list:
     """Hooks dropping each element with probability `p` (scaled by 1/(1-p), in training mode only)
     from the input embeddings and from every decoder layer's `self_attn` and `mlp` outputs.
     Returns the hook handles (`handle.remove()` undoes them); none when p == 0."""
-    if not 0.0 <= p < 1.0:
-        raise SettingsError(f"sft.dropout must be in [0, 1), got {p}")
+    check_dropout(p)
     if p == 0.0:
         return []
 
