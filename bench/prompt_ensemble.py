@@ -48,7 +48,6 @@ def parse_ranker(text: str) -> tuple[str, int]:
     return path, int(hist)
 
 
-@torch.no_grad()
 def union_candidates(rollouts, B: int, G: int) -> list[list[int]]:
     """Per prompt, the labels of both rankers' valid beams, A's first, without repeats."""
     out = []
