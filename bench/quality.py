@@ -2,6 +2,8 @@
 
     python bench/quality.py --config configs/office-tiny.yaml --jobs 1
     python bench/quality.py --config configs/office-tiny.yaml --variants published add_gt --seeds 0
+    python bench/quality.py --recipe --seeds 0 1 2 --jobs 3   # the config's whole staged recipe per seed, with
+                                                              # baselines (bench/recipe_seeds.py)
 
 One SFT model (trained once, reused: `<output_dir>/sft/best`), then GRPO variants from it, each
 with several seeds (data order and sampling). Every model is scored on the held-out valid split
@@ -195,6 +197,11 @@ def table(report: dict, split: str) -> str:
 
 
 def main():
+    if "--recipe" in sys.argv[1:]:  # a whole staged recipe over N seeds, with baselines (bench/recipe_seeds.py)
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from recipe_seeds import main as recipe_main
+
+        return recipe_main(sys.argv[1:])
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", default=str(ROOT / "configs" / "office-tiny.yaml"))
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), help=f"of {list(VARIANTS)}; NAME@LR runs NAME at lr LR")
@@ -224,7 +231,7 @@ def main():
         path.write_text(json.dumps(result))
         return
 
-    from grporec.demo import ensure_derived_data
+    from grporec.data.prepare import ensure_derived_data
     from grporec.sft import train_sft
 
     t0 = time.perf_counter()

@@ -145,7 +145,7 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     from grporec.cli import quiet_transformers
-    from grporec.demo import ensure_derived_data
+    from grporec.data.prepare import ensure_derived_data
     from grporec.loop import train
     from grporec.sft import train_sft
 

@@ -41,7 +41,7 @@ from torch.distributed.checkpoint.state_dict import (
 
 from grporec.config import dump_config
 from grporec.dist import DistEnv, barrier
-from grporec.models.format import record_format
+from grporec.models.settings import record_settings, settings_of
 from grporec.models.lora import save_adapter, split_for_saving
 
 STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -135,12 +135,13 @@ def _remove(path: Path) -> None:
     shutil.rmtree(gone, ignore_errors=True)
 
 
-def save_hf(model: torch.nn.Module, tokenizer, out: Path, env: DistEnv, prompt_format: str | None = None) -> None:
+def save_hf(model: torch.nn.Module, tokenizer, out: Path, env: DistEnv, settings: dict | None = None) -> None:
     """Save a (possibly FSDP-sharded) model in HF format; all ranks must call this.
 
     Training runs with `use_cache=False`; the saved config says `use_cache: true`, as for any model
-    meant for generation (and as its generation_config.json does). With `prompt_format`, the
-    format it was trained with is recorded beside it (`grporec.json`).
+    meant for generation (and as its generation_config.json does). With `settings`
+    (`grporec.models.settings.settings_of(cfg)`), the prompt settings it was trained with are
+    recorded beside it (`grporec.json`), for whatever loads it next.
     """
     state = get_model_state_dict(model, options=_FULL)
     if env.is_main:
@@ -155,12 +156,12 @@ def save_hf(model: torch.nn.Module, tokenizer, out: Path, env: DistEnv, prompt_f
             save_adapter(out / "adapter", adapter, adapter_config)
         if tokenizer is not None:
             tokenizer.save_pretrained(str(out))
-        if prompt_format is not None:
-            record_format(out, prompt_format)
+        if settings is not None:
+            record_settings(out, settings)
 
 
 def save_model_atomically(model: torch.nn.Module, tokenizer, out: str | Path, env: DistEnv,
-                          prompt_format: str | None = None) -> Path:
+                          settings: dict | None = None) -> Path:
     """Save in HF format to `out` via a temporary directory and a rename; all ranks call this."""
     out = Path(out)
     tmp = out.parent / f".tmp-{out.name}"
@@ -169,7 +170,7 @@ def save_model_atomically(model: torch.nn.Module, tokenizer, out: str | Path, en
         tmp.parent.mkdir(parents=True, exist_ok=True)
     barrier(env)
     with _cleanup_on_failure(tmp, out, env):
-        save_hf(model, tokenizer, tmp, env, prompt_format)
+        save_hf(model, tokenizer, tmp, env, settings)
     if env.is_main:
         old = out.parent / f".old-{out.name}"
         if out.exists():
@@ -209,7 +210,7 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
     barrier(env)
     with _cleanup_on_failure(tmp, final, env):
-        save_hf(policy, tokenizer, tmp / "policy", env, cfg.data.prompt_format)
+        save_hf(policy, tokenizer, tmp / "policy", env, settings_of(cfg))
         with _one_process_dcp():
             dcp.save(sharded_state(policy, optimizer, reference), checkpoint_id=str(tmp / STATE_DIR), no_dist=not env.distributed)
         if env.is_main:

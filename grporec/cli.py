@@ -1,6 +1,6 @@
 """Command-line plumbing shared by every entry point, and the `grporec` command.
 
-    grporec demo | sft | train | eval | recommend | sasrec | baselines | report | synth | derive  [options]
+    grporec demo | recipe | sft | train | eval | recommend | sasrec | baselines | report | synth | derive  [options]
 
 Each subcommand is its `python -m grporec.X` form (`train` is `grporec.loop`, `eval` is
 `grporec.evaluate`); both keep working, as does `torchrun -m grporec.loop`. Every command:
@@ -103,6 +103,17 @@ def parse_config(ap: argparse.ArgumentParser, argv: list[str], cls=None):
     return args, load_config(args.config, args.overrides, cls or Config)
 
 
+def adopt_model_settings(cfg, model_dir, key: str, overrides: list[str]):
+    """`cfg` with the prompt settings recorded beside `model_dir` (grporec.models.settings), except
+    those the command line sets; each difference is printed as a note."""
+    from grporec.models.settings import adopt_model_settings as adopt, override_keys
+
+    cfg, notes = adopt(cfg, model_dir, override_keys(overrides), key)
+    for note in notes:
+        print(f"[settings] {note}", flush=True)
+    return cfg
+
+
 def set_threads(threads: int | None) -> None:
     if threads is None:
         return
@@ -123,6 +134,7 @@ def quiet_transformers() -> None:
 
 COMMANDS = {
     "demo": ("grporec.demo", "data -> SFT -> GRPO -> evaluation -> baselines, in one command"),
+    "recipe": ("grporec.recipe", "a staged recipe (the config's recipe: list): SFT stages, then GRPO, each scored"),
     "sft": ("grporec.sft", "supervised warm start"),
     "train": ("grporec.loop", "GRPO training (also: torchrun -m grporec.loop)"),
     "eval": ("grporec.evaluate", "constrained-beam evaluation, HR@K / NDCG@K"),

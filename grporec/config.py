@@ -258,6 +258,18 @@ class SftConfig:
 
 
 @dataclass
+class StageConfig:
+    """One stage of a staged recipe (`grporec recipe`): SFT or GRPO, from the previous stage's model."""
+
+    name: str  # its directory under output_dir, and its row in the recipe's results
+    kind: Literal["sft", "grpo"]  # sft: grporec.sft (the model kept is its valid-best, sft.select_on); grpo: the loop's last checkpoint
+    # section.key=value on top of this file, before the command line's: what this stage changes. Its start is set
+    # for it (sft.init / model.path: the previous stage's model; the first SFT stage keeps sft.init). Prompt
+    # settings the stage does not set come from the model it starts from (grporec.models.settings).
+    overrides: list[str] = field(default_factory=list)
+
+
+@dataclass
 class Config:
     """The root of a run's configuration."""
 
@@ -271,6 +283,9 @@ class Config:
     sft: SftConfig = field(default_factory=SftConfig)
     seed: int = 42  # seeds data order, sampling and model initialisation
     output_dir: str = "runs/default"  # where a run writes its checkpoints, logs and config
+    # A staged recipe, run in order by `grporec recipe` (and `grporec demo`): each stage in output_dir/<name>,
+    # initialised from the previous stage's model. Empty: the demo's two stages, SFT then GRPO, as configured.
+    recipe: list[StageConfig] = field(default_factory=list)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None, cls: type = Config) -> Any:

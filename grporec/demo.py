@@ -21,15 +21,11 @@ from grporec.baselines import evaluate_baselines
 from grporec.checkpoint import latest_checkpoint
 from grporec import cli
 from grporec.config import Config, dump_config
-from grporec.data import synth
+from grporec.data.prepare import ensure_derived_data, ensure_synthetic_data
 from grporec.data.load import load_data_catalog, load_split
-from grporec.decode import build_catalog_trie
-from grporec.errors import SettingsError
-from grporec.evaluate import eval_samples, evaluate, format_metrics, split_transitions, write_outputs
+from grporec.evaluate import evaluate_model, format_metrics, split_transitions
 from grporec.metrics import paired_difference
 from grporec.loop import train as grpo_train
-from grporec.models.format import format_for
-from grporec.models.policy import load_policy
 from grporec.models.sasrec import SASRec
 from grporec.sasrec import evaluate_sasrec, train_sasrec
 from grporec.sft import train_sft
@@ -45,52 +41,6 @@ def default_config() -> str:
     if checkout.is_file():
         return str(checkout)
     raise cli.UsageError(f"no {DEFAULT_CONFIG} here or beside the grporec package; pass --config FILE")
-
-
-def ensure_synthetic_data(cfg: Config) -> None:
-    """Write the configured synthetic dataset unless its info file already exists."""
-    d = cfg.data
-    if d.synthetic_preset is None or Path(d.info_file).is_file():
-        return
-    if d.synthetic_preset not in synth.PRESETS:
-        raise SettingsError(f"data.synthetic_preset: unknown preset {d.synthetic_preset!r}; choose from {sorted(synth.PRESETS)}")
-    root = d.synthetic_root or str(Path(d.info_file).parent.parent)
-    paths = synth.write(synth.PRESETS[d.synthetic_preset], d.synthetic_seed, root)
-    if Path(d.info_file) != paths.info:
-        raise SettingsError(f"data.info_file is {d.info_file} but the '{d.synthetic_preset}' preset writes {paths.info}")
-    print(f"[data] generated the synthetic '{d.synthetic_preset}' dataset (seed {d.synthetic_seed}) in {root}")
-
-
-def ensure_derived_data(cfg: Config) -> None:
-    """Derive data.train_file and data.valid_file from data.derive_from unless both exist."""
-    d = cfg.data
-    if d.derive_from is None or (d.train_file and Path(d.train_file).is_file() and d.valid_file and Path(d.valid_file).is_file()):
-        return
-    if not d.train_file or not d.valid_file:
-        raise SettingsError("data.derive_from needs data.train_file and data.valid_file: the files it writes")
-    from grporec.data.derive import split_holdout, write_csv
-    from grporec.data.formats import read_interactions
-
-    train, held = split_holdout(read_interactions(d.derive_from))
-    write_csv(held, d.valid_file)
-    write_csv(train, d.train_file)
-    print(f"[data] derived {len(train)} training rows ({d.train_file}) and {len(held)} held-out valid rows "
-          f"({d.valid_file}) from {d.derive_from}")
-
-
-def evaluate_model(cfg: Config, model_dir: Path, out: Path, env) -> dict:
-    """Test-split metrics of an HF model directory, written to `out`."""
-    catalog = load_data_catalog(cfg.data)
-    samples = eval_samples(cfg, load_split(cfg.data, "test", catalog), cfg.eval.max_rows)
-    model, tokenizer = load_policy(model_dir, "float32", env.device)
-    fmt = format_for(tokenizer, cfg.data.prompt_format, model_dir, max_prompt_tokens=cfg.data.max_prompt_tokens)
-    trie = build_catalog_trie(fmt, catalog.sids, env.device)
-    metrics, preds = evaluate(model, fmt, trie, samples, cfg.eval.test_beams, cfg.eval.batch_prompts, env, catalog,
-                              ks=tuple(cfg.eval.ks), transitions=split_transitions(cfg, catalog))
-    out.mkdir(parents=True, exist_ok=True)
-    write_outputs(out, metrics, preds, samples, {"model": str(model_dir), "split": "test", "beams": cfg.eval.test_beams,
-                                                  "prompt_style": cfg.eval.prompt_style})
-    return metrics
 
 
 def run_demo(cfg: Config) -> dict:
@@ -111,13 +61,14 @@ def run_demo(cfg: Config) -> dict:
     sft_dir = root / "sft"
     if not (sft_dir / "best" / "config.json").is_file():
         print(f"[sft] supervised warm start of the {'tiny from-scratch' if cfg.sft.init == 'tiny' else cfg.sft.init} model -> {sft_dir}")
-        train_sft(dataclasses.replace(cfg, output_dir=str(sft_dir)), env)
+        if train_sft(dataclasses.replace(cfg, output_dir=str(sft_dir)), env)["stopped"]:
+            return stopped("sft")
     else:
         print(f"[sft] reusing {sft_dir / 'best'}")
     timings["sft"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    sft_metrics = evaluate_model(cfg, sft_dir / "best", root / "eval-sft", env)
+    sft_metrics = evaluate_model(cfg, sft_dir / "best", "test", env, root / "eval-sft")
     print(f"[eval] SFT   {format_metrics(sft_metrics)}")
     timings["eval_sft"] = time.perf_counter() - t
 
@@ -128,14 +79,15 @@ def run_demo(cfg: Config) -> dict:
     if done is None or not done.name.endswith(f"{cfg.train.max_steps:07d}"):
         print(f"[grpo] {cfg.train.prompts_per_step} prompts x {cfg.rl.num_generations} {cfg.rl.rollout} completions "
               f"per step from the SFT model -> {grpo_dir}")
-        grpo_train(grpo_cfg, env)
+        if grpo_train(grpo_cfg, env)["stopped"]:
+            return stopped("grpo")
     else:
         print(f"[grpo] reusing {done}")
     grpo_policy = latest_checkpoint(grpo_dir) / "policy"
     timings["grpo"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    grpo_metrics = evaluate_model(cfg, grpo_policy, root / "eval-grpo", env)
+    grpo_metrics = evaluate_model(cfg, grpo_policy, "test", env, root / "eval-grpo")
     print(f"[eval] GRPO  {format_metrics(grpo_metrics)}")
     timings["eval_grpo"] = time.perf_counter() - t
 
@@ -166,6 +118,12 @@ def run_demo(cfg: Config) -> dict:
           f"{root / 'eval-sft'} and {root / 'eval-grpo'}, SASRec {sasrec_dir}, summary {root / 'demo_results.json'}"
           + (f", report with training curves {report}" if report else " (pip install matplotlib for a report with training curves)"))
     return results
+
+
+def stopped(stage: str) -> dict:
+    """A stop request (SIGTERM, Ctrl-C) ends the whole demo after the stage's checkpoint."""
+    print(f"[demo] stopped during {stage} (its checkpoint is written); run the same command to resume", flush=True)
+    return {"stopped": stage}
 
 
 def summary_k(ks) -> int:
@@ -215,9 +173,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.demo") ->
         args, _ = ap.parse_known_args(args_list)
         if args.config is None:
             args_list = ["--config", default_config()] + args_list
-        _, cfg = cli.parse_config(ap, args_list, Config)
+        args, cfg = cli.parse_config(ap, args_list, Config)
         cli.quiet_transformers()
-        run_demo(cfg)
+        if cfg.recipe:  # a staged recipe (configs/office-tiny.yaml): its stages instead of the demo's two
+            from grporec.recipe import run_recipe
+
+            run_recipe(args.config, args.overrides, cfg)
+        else:
+            run_demo(cfg)
 
     return cli.run(body, argv)
 

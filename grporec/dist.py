@@ -67,14 +67,18 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def run_main(job, argv, prog: str, description: str, example: str) -> int:
+def run_main(job, argv, prog: str, description: str, example: str, model_of=None) -> int:
     """Entry point of a training command: parse `--config FILE [a.b=value ...]`, set up, run, tear
-    down; user errors are printed as one line (see `grporec.cli`)."""
+    down; user errors are printed as one line (see `grporec.cli`). `model_of(cfg)` -> (the model
+    directory the job starts from or None, the key naming it): its recorded prompt settings are
+    adopted unless the command line sets them (grporec.models.settings)."""
     from grporec import cli
 
     def body(args_list):
         ap = cli.config_parser(prog, description, example)
-        _, cfg = cli.parse_config(ap, args_list)
+        args, cfg = cli.parse_config(ap, args_list)
+        if model_of is not None:
+            cfg = cli.adopt_model_settings(cfg, *model_of(cfg), args.overrides)
         cli.quiet_transformers()
         env = setup()
         run_ranked(env, lambda: job(cfg, env))

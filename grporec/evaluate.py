@@ -120,6 +120,26 @@ def evaluate(model, fmt, trie, samples, beams, batch_prompts, env, catalog=None,
     return score(preds, samples, beams, catalog, ks, transitions), preds
 
 
+def evaluate_model(cfg: Config, model_dir: str | Path, split: str, env, out: Path | None = None) -> dict:
+    """Metrics (with per-row `ranks`) of an HF model directory on a split, by `cfg.eval`'s beams and
+    batches; with `out`, metrics.json and MiniOneRec-format predictions.json written there."""
+    from grporec.models.format import format_for
+    from grporec.models.policy import load_policy
+
+    catalog = load_data_catalog(cfg.data)
+    samples = eval_samples(cfg, load_split(cfg.data, split, catalog), cfg.eval.max_rows)
+    model, tokenizer = load_policy(model_dir, "float32", env.device)
+    fmt = format_for(tokenizer, cfg.data.prompt_format, model_dir, max_prompt_tokens=cfg.data.max_prompt_tokens)
+    trie = build_catalog_trie(fmt, catalog.sids, env.device)
+    metrics, preds = evaluate(model, fmt, trie, samples, cfg.eval.test_beams, cfg.eval.batch_prompts, env, catalog,
+                              ks=tuple(cfg.eval.ks), transitions=split_transitions(cfg, catalog))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        write_outputs(out, metrics, preds, samples, {"model": str(model_dir), "split": split, "beams": cfg.eval.test_beams,
+                                                      "prompt_style": cfg.eval.prompt_style, "prompt_format": fmt.name})
+    return metrics
+
+
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate") -> int:
     from grporec import cli
 
@@ -138,6 +158,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
                         help="cut-offs of HR@K / NDCG@K (default eval.ks; those above --beams are left out)")
         ap.add_argument("--out", default=None, help="output directory (default <output_dir>/eval-<split>)")
         args, cfg = cli.parse_config(ap, args_list, Config)
+        cfg = cli.adopt_model_settings(cfg, args.model, "--model", args.overrides)
         max_rows = cfg.eval.max_rows if args.max_rows is None else args.max_rows
         batch = args.batch or cfg.eval.batch_prompts
         args.ks = args.ks or cfg.eval.ks

@@ -111,7 +111,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     log.message(f"[grpo] {catalog.describe()}; {len(dataset)} prompts ({dict(dataset.sizes)}); "
                 f"{total_steps} steps of {cfg.train.prompts_per_step} prompts x {G}; {trie.describe()}"
                 + (f"; resumed from {resume}" if resume else "") + ("" if reference is not None else "; beta=0: no reference model"))
-    history, stop, checkpoint, first_step = [], StopRequest(), None, state["step"] + 1
+    history, stop, checkpoint, first_step, stopped = [], StopRequest(), None, state["step"] + 1, False
     if state["step"] >= total_steps:
         log.message(f"[grpo] nothing to do: {resume} is already at the last step ({total_steps}); raise train.max_steps "
                     "to train further")
@@ -205,17 +205,19 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
                 log.message(f"[grpo] checkpoint {checkpoint}")
             if end.stop:
                 log.message(f"[grpo] stopping at step {step} (checkpoint written); resume with train.resume=auto")
+                stopped = end.signalled
                 break
     finally:
         stop.restore()
         log.close()
     return {"steps": state["step"], "history": history, "reference_loaded": reference is not None,
-            "checkpoint": checkpoint, "total_steps": total_steps}
+            "checkpoint": checkpoint, "total_steps": total_steps, "stopped": stopped}
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.loop") -> int:
     return dist.run_main(train, argv, prog, description="GRPO training of a generative recommender from an SFT model.",
-                         example="python -m grporec.loop --config configs/office-tiny.yaml train.max_steps=100")
+                         example="python -m grporec.loop --config configs/office-tiny.yaml train.max_steps=100",
+                         model_of=lambda cfg: (cfg.model.path, "model.path"))
 
 
 if __name__ == "__main__":

@@ -40,9 +40,10 @@ def examples(rows: list[Interaction], catalog: Catalog, source: str = "<rows>") 
 
 @torch.no_grad()
 def evaluate_sasrec(model: SASRec, catalog: Catalog, rows: list[Interaction], ks=DEFAULT_KS, batch_size: int = 512,
-                    transitions: set | None = None) -> dict:
+                    transitions: set | None = None, with_ranks: bool = False) -> dict:
     """HR@K / NDCG@K at the SID level over the whole catalog; with the training split's
-    `transitions`, the same on the seen and unseen rows (`metrics.bucket_metrics`)."""
+    `transitions`, the same on the seen and unseen rows (`metrics.bucket_metrics`); with
+    `with_ranks`, each row's 0-based target rank too (`ranks`, for paired differences)."""
     model.eval()
     device = next(model.parameters()).device
     hist, _ = examples(rows, catalog)
@@ -58,7 +59,7 @@ def evaluate_sasrec(model: SASRec, catalog: Catalog, rows: list[Interaction], ks
     out = {**ranking_metrics(ranks, ks), "rows": len(rows)}
     if transitions is not None:
         out.update(bucket_metrics(ranks, seen_flags([(r.history_sids[-1], r.item_sid) for r in rows], transitions), ks))
-    return out
+    return {**out, "ranks": ranks} if with_ranks else out
 
 
 def train_sasrec(cfg: SasrecConfig, catalog: Catalog, train: list[Interaction], valid: list[Interaction] | None,

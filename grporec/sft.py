@@ -34,6 +34,7 @@ from grporec.models.format import PromptFormat, format_for
 from grporec.models.lora import check_lora, lora_for
 from grporec.models.placement import place
 from grporec.models.policy import extend_policy, load_policy
+from grporec.models.settings import settings_of
 from grporec.models.recompute import enable_activation_checkpointing
 from grporec.models.tiny import build_tiny_for_data
 from grporec.models.tokenizer import check_sid_tokenizer
@@ -223,7 +224,7 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
         log.message(f"[sft] {note}")
     log.message(f"[sft] {len(dataset)} samples ({dict(dataset.sizes)}), {len(valid)} valid; {total_steps} steps of "
                 f"{tc.prompts_per_step}; {fmt.describe()}" + (f"; resumed from {resume}" if resume else ""))
-    history, evals, first_step, stop_request = [], [], state["step"] + 1, StopRequest()
+    history, evals, first_step, stop_request, stopped = [], [], state["step"] + 1, StopRequest(), False
     eval_every = tc.eval_steps if tc.eval_steps > 0 else total_steps
 
     def save(step):
@@ -262,7 +263,7 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
                 improved = selector.better(v, state["best_valid"])
                 if improved:
                     state["best_valid"], state["evals_since_best"] = v, 0
-                    save_model_atomically(model, tokenizer, out / "best", env, cfg.data.prompt_format)
+                    save_model_atomically(model, tokenizer, out / "best", env, settings_of(cfg))
                 else:
                     state["evals_since_best"] += 1
                 evals.append({"step": step, **measured, "best": improved})
@@ -275,19 +276,21 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
                 save(step)
             if end.signalled:
                 log.message(f"[sft] stopping at step {step} (checkpoint written); run again to resume")
+                stopped = True
             if end.stop:
                 break
     finally:
         stop_request.restore()
         log.close()
     log.message(f"[sft] best {selector.key} {state['best_valid']:.4f}; model in {out / 'best'}")
-    return {"steps": state["step"], "history": history, "evals": evals, "best": out / "best",
+    return {"steps": state["step"], "history": history, "evals": evals, "best": out / "best", "stopped": stopped,
             f"best_{selector.key}": state["best_valid"]}
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.sft") -> int:
     return dist.run_main(train_sft, argv, prog, description="Supervised warm start (SFT) of a generative recommender.",
-                         example="python -m grporec.sft --config configs/office-tiny.yaml output_dir=runs/office-tiny/sft")
+                         example="python -m grporec.sft --config configs/office-tiny.yaml output_dir=runs/office-tiny/sft",
+                         model_of=lambda cfg: (None if cfg.sft.init == "tiny" else cfg.sft.init, "sft.init"))
 
 
 if __name__ == "__main__":

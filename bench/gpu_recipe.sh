@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The staged Office recipe (configs/office-tiny.yaml) for 3 seeds with its baselines, on a GPU lent to a
+# session, in one call of the device tool. Every recipe and SASRec run goes at once (--jobs 6; the tiny model
+# leaves the GPU mostly idle, so the runs barely slow each other). ../shared does not travel: copy the data
+# into an ignored folder and carry it.
+#
+#   here, once:  mkdir -p .carry && cp -r ../shared/data/minionerec .carry/ && echo /.carry/ >> .git/info/exclude
+#   device tool: run(command="bash bench/gpu_recipe.sh", carry=[".carry"], timeout_s=600)
+#   dry run on a CPU: OUT=/tmp/gpu-recipe LIMIT=120 EXTRA="sft.train.max_steps=4 sft.train.eval_steps=2
+#                     train.max_steps=2 eval.max_rows=40 sft.valid_max_rows=40 sasrec.epochs=1" bash bench/gpu_recipe.sh
+#
+# Results come back in $OUT: the results JSON when every run finished, and always a tarball of each seed's stage
+# records, per-row ranks, logs and training metrics (no weights), refreshed every 20 s, so a run stopped at its
+# limit still brings back the stages it finished.
+set -u -o pipefail
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" TOKENIZERS_PARALLELISM=false
+OUT=${OUT:?set OUT to the folder results go to}
+LIMIT=${LIMIT:-540}          # seconds for the recipe runs (the device call's limit is 600)
+JOBS=${JOBS:-6}
+WORK=${WORK:-runs/gpu-recipe}
+DATA=${DATA:-.carry/minionerec/Amazon}
+mkdir -p "$OUT" "$WORK"
+{ date; nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null; nproc
+  python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
+} >"$OUT/session.log" 2>&1
+pack() { tar -czf "$OUT/.recipe_runs.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.distcp' \
+           --exclude='checkpoints' --exclude='best' --exclude='predictions.json' -C "$WORK" seeds 2>/dev/null \
+         && mv "$OUT/.recipe_runs.tgz" "$OUT/recipe_runs.tgz"; }
+( while sleep 20; do pack; done ) & packer=$!
+timeout "$LIMIT" python3 bench/quality.py --recipe --config configs/office-tiny.yaml --seeds 0 1 2 --jobs "$JOBS" \
+  --out "$OUT/recipe_office.json" output_dir="$WORK" \
+  data.info_file="$DATA/info/Office_Products_5_2016-10-2018-11.txt" data.index_file="$DATA/index/Office_Products.index.json" \
+  data.item_file="$DATA/index/Office_Products.item.json" data.test_file="$DATA/test/Office_Products_5_2016-10-2018-11.csv" \
+  data.derive_from="$DATA/valid/Office_Products_5_2016-10-2018-11.csv" data.train_file="$WORK/data/train.csv" \
+  data.valid_file="$WORK/data/valid-holdout.csv" ${EXTRA:-} >>"$OUT/session.log" 2>&1
+echo "recipe rc $? at $(date)" >>"$OUT/session.log"
+kill $packer 2>/dev/null; pack

@@ -1,0 +1,211 @@
+"""A staged recipe over N seeds, with the classical baselines seeded alike (`bench/quality.py --recipe`).
+
+    python bench/quality.py --recipe --config configs/office-tiny.yaml --seeds 0 1 2 --jobs 3 \
+        --out bench/results/recipe_office.json
+
+Each seed runs the whole recipe (`grporec recipe`, every stage trained, chosen on valid and scored
+on valid and test) in `<output_dir>/seeds/seed<k>`, and SASRec with its tuned settings
+(`--sasrec`, chosen on valid by bench/sasrec_tune.py) with the same seed; most-popular and the
+first-order Markov chain are deterministic and scored once. Runs are subprocesses (`--jobs` at
+once: a GPU or many cores), each resuming where it stopped. The JSON has `"seeds"` and
+`"rows": {row: {split: {metric: [one value per seed]}}}` (rows: the baselines, `sft_<stage>`
+for each SFT stage but the last, `sft` for the last, `grpo`), and `"differences"`: for each claimed
+pair, the per-seed paired difference over the same rows with its standard error, the seed mean
+and the spread across seeds.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from grporec.baselines import evaluate_baselines  # noqa: E402
+from grporec.config import load_config  # noqa: E402
+from grporec.data.load import load_data_catalog, load_split  # noqa: E402
+from grporec.data.prepare import ensure_derived_data  # noqa: E402
+from grporec.metrics import paired_difference, train_transitions  # noqa: E402
+from grporec.recipe import check_recipe  # noqa: E402
+
+SPLITS = ("valid", "test")
+SASREC_TUNED = ["hidden=128", "blocks=2", "dropout=0.2", "weight_decay=0.1"]  # bench/results/sasrec_tuned_office.json
+# (a, b): the differences b - a the results claim, by row name
+PAIRS = (("sft", "grpo"), ("markov", "sft"), ("sasrec_tuned", "sft"), ("markov", "grpo"), ("sasrec_tuned", "grpo"))
+
+
+def metric_values(m: dict) -> dict:
+    """The figures the results file keeps for one model on one split."""
+    out = {k: m[k] for k in ("ndcg@10", "hr@10", "hr@20")}
+    for part in ("seen", "unseen"):
+        if part in m and m[part]["rows"]:
+            out[f"ndcg@10_{part}"] = m[part]["ndcg@10"]
+    return out
+
+
+def hr_difference(a: list[int], b: list[int], k: int) -> tuple[float, float]:
+    """(mean of HR@k(b) - HR@k(a) over the same rows, its standard error)."""
+    d = [float(0 <= y < k) - float(0 <= x < k) for x, y in zip(a, b)]
+    mean = sum(d) / len(d)
+    return mean, (sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
+
+
+def seed_dir(root: Path, seed: int) -> Path:
+    return root / "seeds" / f"seed{seed}"
+
+
+def stage_rows(stages) -> dict[str, str]:
+    """{row name: stage name}: the last SFT stage is `sft`, earlier ones `sft_<name>`, a GRPO stage `grpo`."""
+    sfts = [s.name for s in stages if s.kind == "sft"]
+    grpos = [s.name for s in stages if s.kind == "grpo"]
+    rows = {("sft" if n == sfts[-1] else f"sft_{n}"): n for n in sfts}
+    rows.update({("grpo" if len(grpos) == 1 else f"grpo_{n}"): n for n in grpos})
+    return rows
+
+
+def run_sasrec(args, cfg, seed: int) -> None:
+    """Train SASRec with the tuned settings and this seed; its metrics and per-row ranks to JSON."""
+    from grporec.sasrec import evaluate_sasrec, train_sasrec
+
+    sas_cfg = replace(cfg.sasrec, **{k: type(getattr(cfg.sasrec, k))(v) for k, v in (kv.split("=") for kv in args.sasrec)})
+    catalog = load_data_catalog(cfg.data)
+    train = load_split(cfg.data, "train", catalog)
+    model, _ = train_sasrec(sas_cfg, catalog, train, load_split(cfg.data, "valid", catalog), seed=seed, device=args.device,
+                            progress=False)
+    transitions = train_transitions(train)
+    rows = lambda split: load_split(cfg.data, split, catalog)[:cfg.eval.max_rows if cfg.eval.max_rows > 0 else None]  # noqa: E731
+    out = {split: evaluate_sasrec(model, catalog, rows(split), ks=(10, 20), transitions=transitions, with_ranks=True)
+           for split in SPLITS}
+    path = seed_dir(Path(cfg.output_dir), seed) / "sasrec_tuned.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out))
+
+
+def launch(args, job: tuple[str, int], root: Path) -> int:
+    kind, seed = job
+    d = seed_dir(root, seed)
+    d.mkdir(parents=True, exist_ok=True)
+    if kind == "recipe":
+        cmd = [sys.executable, "-m", "grporec.recipe", "--config", args.config, "--threads", str(args.threads),
+               *args.overrides, f"seed={seed}", f"output_dir={d}", "train.progress=false", "sft.train.progress=false"]
+    else:
+        cmd = [sys.executable, str(Path(__file__).resolve().parents[0] / "quality.py"), "--recipe", "--config", args.config,
+               "--job-sasrec", str(seed), "--device", args.device, "--threads", str(args.threads), *args.overrides]
+    t0 = time.perf_counter()
+    with (d / f"{kind}.log").open("a") as f:
+        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=os.getcwd()).returncode
+    status = "done" if rc == 0 else f"FAILED (rc {rc}), see {d / f'{kind}.log'}"
+    print(f"[recipe-seeds] {kind} seed {seed}: {status} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return rc
+
+
+def collect(cfg, root: Path, seeds: list[int]) -> tuple[dict, dict, dict]:
+    """(rows {name: {split: {metric: [per seed]}}}, ranks {name: {split: [per seed ranks]}}, seconds per seed)."""
+    baselines = {split: evaluate_baselines(cfg, split, cfg.eval.test_beams, cfg.eval.max_rows) for split in SPLITS}
+    rows, ranks, seconds = {}, {}, {}
+
+    def add(name, split, m, r):
+        for key, v in metric_values(m).items():
+            rows.setdefault(name, {}).setdefault(split, {}).setdefault(key, []).append(v)
+        ranks.setdefault(name, {}).setdefault(split, []).append(r)
+
+    names = stage_rows(cfg.recipe)
+    for seed in seeds:
+        d = seed_dir(root, seed)
+        for split in SPLITS:
+            for name in ("most_popular", "markov"):
+                add(name, split, baselines[split][name], baselines[split][name]["ranks"])
+        sas = json.loads((d / "sasrec_tuned.json").read_text())
+        for split in SPLITS:
+            add("sasrec_tuned", split, sas[split], sas[split]["ranks"])
+        seconds[seed] = {}
+        for row, stage in names.items():
+            record = json.loads((d / stage / "stage.json").read_text())
+            stage_ranks = json.loads((d / stage / "ranks.json").read_text())
+            for split in SPLITS:
+                add(row, split, record[split], stage_ranks[split])
+            seconds[seed][stage] = record["seconds"]
+    return rows, ranks, seconds
+
+
+def differences(ranks: dict, seeds: list[int]) -> dict:
+    """Per claimed pair and split: per-seed paired differences (value, SE), seed mean and spread."""
+    out = {}
+    for a, b in PAIRS:
+        if a not in ranks or b not in ranks:
+            continue
+        for split in SPLITS:
+            entry = {}
+            for metric, fn in (("ndcg@10", lambda x, y: paired_difference(x, y, 10)),
+                               ("hr@10", lambda x, y: hr_difference(x, y, 10)), ("hr@20", lambda x, y: hr_difference(x, y, 20))):
+                per_seed = [fn(ranks[a][split][i], ranks[b][split][i]) for i in range(len(seeds))]
+                values = [v for v, _ in per_seed]
+                entry[metric] = {"per_seed": [{"diff": v, "se": se} for v, se in per_seed], "mean": statistics.fmean(values),
+                                 "spread_sd": statistics.stdev(values) if len(values) > 1 else 0.0}
+            out.setdefault(f"{b} - {a}", {})[split] = entry
+    return out
+
+
+def table(rows: dict, split: str, seeds: list[int]) -> str:
+    head = f"| {split} ({len(seeds)} seeds) | NDCG@10 mean (per seed) | HR@10 | HR@20 | seen NDCG@10 | unseen NDCG@10 |"
+    lines = [head, "|---|---|---:|---:|---:|---:|"]
+    for name, r in rows.items():
+        m = r[split]
+        cell = lambda k: f"{statistics.fmean(m[k]):.4f}" if k in m else "-"  # noqa: E731
+        lines.append(f"| {name} | {statistics.fmean(m['ndcg@10']):.4f} ({' '.join(f'{v:.4f}' for v in m['ndcg@10'])}) "
+                     f"| {cell('hr@10')} | {cell('hr@20')} | {cell('ndcg@10_seen')} | {cell('ndcg@10_unseen')} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--recipe", action="store_true")
+    ap.add_argument("--config", default=str(ROOT / "configs" / "office-tiny.yaml"))
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--jobs", type=int, default=1, help="runs at once (subprocesses)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--sasrec", nargs="*", default=SASREC_TUNED, help="SASRec settings, KEY=VALUE of the sasrec section")
+    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "recipe_office.json"))
+    ap.add_argument("--job-sasrec", type=int, default=None, help=argparse.SUPPRESS)  # internal: one SASRec seed
+    args, args.overrides = ap.parse_known_args(argv)
+    args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, args.overrides)
+    if args.job_sasrec is not None:
+        return run_sasrec(args, cfg, args.job_sasrec)
+    check_recipe(cfg.recipe)
+    root = Path(cfg.output_dir)
+    t0 = time.perf_counter()
+    ensure_derived_data(cfg)  # once, before the runs that read it
+    todo = [(kind, s) for kind in ("recipe", "sasrec") for s in args.seeds  # the long runs first
+            if not (seed_dir(root, s) / ("recipe_results.json" if kind == "recipe" else "sasrec_tuned.json")).is_file()]
+    print(f"[recipe-seeds] {len(todo)} runs to do ({args.jobs} at once, {args.threads} threads each)", flush=True)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        failed = [j for j, rc in zip(todo, pool.map(lambda j: launch(args, j, root), todo)) if rc != 0]
+    if failed:
+        raise SystemExit(f"[recipe-seeds] {len(failed)} runs failed: {failed}; run the same command again to resume them")
+    rows, ranks, seconds = collect(cfg, root, args.seeds)
+    report = {"config": args.config, "overrides": args.overrides, "seeds": args.seeds, "sasrec_settings": args.sasrec,
+              "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+              "stages": {row: stage for row, stage in stage_rows(cfg.recipe).items()}, "rows": rows,
+              "differences": differences(ranks, args.seeds), "seconds_per_seed": seconds,
+              "wall_s": time.perf_counter() - t0}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(report, indent=1))
+    for split in SPLITS:
+        print("\n" + table(rows, split, args.seeds))
+    for pair, d in report["differences"].items():
+        t = d["test"]["ndcg@10"]
+        print(f"test NDCG@10 {pair}: mean {t['mean']:+.4f} (seeds " + " ".join(f"{x['diff']:+.4f}+-{x['se']:.4f}" for x in t["per_seed"])
+              + f"; spread sd {t['spread_sd']:.4f})")
+    print(f"\n[recipe-seeds] wrote {args.out}")
