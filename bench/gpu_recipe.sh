@@ -35,3 +35,23 @@ timeout "$LIMIT" python3 bench/quality.py --recipe --config configs/office-tiny.
   data.valid_file="$WORK/data/valid-holdout.csv" ${EXTRA:-} >>"$OUT/session.log" 2>&1
 echo "recipe rc $? at $(date)" >>"$OUT/session.log"
 kill $packer 2>/dev/null; pack
+
+# With time left before TOTAL (the device call's limit, less a margin), issue 35's first GPU questions, most
+# important first: do the CUDA tests pass, and does the 0.5B GRPO step's policy phase fall at 64 prompts a
+# micro-batch (host-bound) against 16?
+TOTAL=${TOTAL:-575}
+left() { echo $(( TOTAL - SECONDS )); }
+tail_step() {  # tail_step NAME WANT_S CMD...: run when WANT_S seconds are left, under the time that is left
+  local name=$1 want=$2; shift 2
+  if [ "$(left)" -lt "$want" ]; then echo "=== $name skipped: $(left)s left" >>"$OUT/session.log"; return; fi
+  echo "=== $name (at +${SECONDS}s)" >>"$OUT/session.log"
+  timeout "$(left)" "$@" >>"$OUT/session.log" 2>&1; echo "=== $name: rc $?" >>"$OUT/session.log"
+}
+if [ "${DEVICE:-cuda}" = cuda ]; then
+  tail_step test_gpu 60 python3 -m pytest -q -x -p no:cacheprovider tests/test_gpu.py tests/test_decode.py -k "cuda or bf16"
+  tail_step step_micro64 50 python3 bench/grpo_step.py --shape qwen2.5-0.5b --device cuda --micro 64 --steps 3 \
+    --workdir "$WORK/step" --out "$OUT/grpo_step_qwen05_micro64.json"
+  tail_step step_micro16 50 python3 bench/grpo_step.py --shape qwen2.5-0.5b --device cuda --micro 16 --steps 3 \
+    --workdir "$WORK/step" --out "$OUT/grpo_step_qwen05_micro16.json"
+fi
+echo "=== done at +${SECONDS}s" >>"$OUT/session.log"
