@@ -108,33 +108,38 @@ def launch(args, job: tuple[str, int], root: Path) -> int:
     return rc
 
 
-def collect(cfg, root: Path, seeds: list[int]) -> tuple[dict, dict, dict]:
-    """(rows {name: {split: {metric: [per seed]}}}, ranks {name: {split: [per seed ranks]}}, seconds per seed)."""
+def collect(cfg, root: Path, seeds: list[int]) -> tuple[dict, dict, dict, list[str]]:
+    """(rows {name: {split: {metric: [per seed]}}}, ranks {name: {split: [per seed ranks]}}, seconds per
+    seed, rows missing): a row is kept only when every seed has it (a stopped benchmark keeps what is done)."""
     baselines = {split: evaluate_baselines(cfg, split, cfg.eval.test_beams, cfg.eval.max_rows) for split in SPLITS}
-    rows, ranks, seconds = {}, {}, {}
-
-    def add(name, split, m, r):
-        for key, v in metric_values(m).items():
-            rows.setdefault(name, {}).setdefault(split, {}).setdefault(key, []).append(v)
-        ranks.setdefault(name, {}).setdefault(split, []).append(r)
-
-    names = stage_rows(cfg.recipe)
+    found = {}  # {name: {seed: {split: (metrics, ranks)}}}
     for seed in seeds:
         d = seed_dir(root, seed)
-        for split in SPLITS:
-            for name in ("most_popular", "markov"):
-                add(name, split, baselines[split][name], baselines[split][name]["ranks"])
-        sas = json.loads((d / "sasrec_tuned.json").read_text())
-        for split in SPLITS:
-            add("sasrec_tuned", split, sas[split], sas[split]["ranks"])
-        seconds[seed] = {}
-        for row, stage in names.items():
-            record = json.loads((d / stage / "stage.json").read_text())
-            stage_ranks = json.loads((d / stage / "ranks.json").read_text())
+        for name in ("most_popular", "markov"):
+            found.setdefault(name, {})[seed] = {split: (baselines[split][name], baselines[split][name]["ranks"]) for split in SPLITS}
+        if (d / "sasrec_tuned.json").is_file():
+            sas = json.loads((d / "sasrec_tuned.json").read_text())
+            found.setdefault("sasrec_tuned", {})[seed] = {split: (sas[split], sas[split]["ranks"]) for split in SPLITS}
+        for row, stage in stage_rows(cfg.recipe).items():
+            if (d / stage / "stage.json").is_file():
+                record = json.loads((d / stage / "stage.json").read_text())
+                stage_ranks = json.loads((d / stage / "ranks.json").read_text())
+                found.setdefault(row, {})[seed] = {split: (record[split], stage_ranks[split]) for split in SPLITS}
+                found[row][seed]["seconds"] = record["seconds"]
+    names = ["most_popular", "markov", "sasrec_tuned", *stage_rows(cfg.recipe)]
+    rows, ranks, seconds = {}, {}, {seed: {} for seed in seeds}
+    for name in names:
+        if len(found.get(name, {})) < len(seeds):
+            continue
+        for seed in seeds:
             for split in SPLITS:
-                add(row, split, record[split], stage_ranks[split])
-            seconds[seed][stage] = record["seconds"]
-    return rows, ranks, seconds
+                m, r = found[name][seed][split]
+                for key, v in metric_values(m).items():
+                    rows.setdefault(name, {}).setdefault(split, {}).setdefault(key, []).append(v)
+                ranks.setdefault(name, {}).setdefault(split, []).append(r)
+            if "seconds" in found[name][seed]:
+                seconds[seed][name] = found[name][seed]["seconds"]
+    return rows, ranks, seconds, [n for n in names if n not in rows]
 
 
 def differences(ranks: dict, seeds: list[int]) -> dict:
@@ -175,7 +180,10 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--sasrec", nargs="*", default=SASREC_TUNED, help="SASRec settings, KEY=VALUE of the sasrec section")
+    ap.add_argument("--device-name", default=None, help="the device the runs used, for the report (with --collect)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "recipe_office.json"))
+    ap.add_argument("--collect", action="store_true", help="run nothing: report the runs already in output_dir "
+                    "(rows that some seed lacks are listed as missing)")
     ap.add_argument("--job-sasrec", type=int, default=None, help=argparse.SUPPRESS)  # internal: one SASRec seed
     args, args.overrides = ap.parse_known_args(argv)
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
@@ -187,16 +195,17 @@ def main(argv: list[str]) -> None:
     root = Path(cfg.output_dir)
     t0 = time.perf_counter()
     ensure_derived_data(cfg)  # once, before the runs that read it
-    todo = [(kind, s) for kind in ("recipe", "sasrec") for s in args.seeds  # the long runs first
+    todo = [] if args.collect else [(kind, s) for kind in ("recipe", "sasrec") for s in args.seeds  # the long runs first
             if not (seed_dir(root, s) / ("recipe_results.json" if kind == "recipe" else "sasrec_tuned.json")).is_file()]
     print(f"[recipe-seeds] {len(todo)} runs to do ({args.jobs} at once, {args.threads} threads each)", flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
         failed = [j for j, rc in zip(todo, pool.map(lambda j: launch(args, j, root), todo)) if rc != 0]
     if failed:
         raise SystemExit(f"[recipe-seeds] {len(failed)} runs failed: {failed}; run the same command again to resume them")
-    rows, ranks, seconds = collect(cfg, root, args.seeds)
+    rows, ranks, seconds, missing = collect(cfg, root, args.seeds)
     report = {"config": args.config, "overrides": args.overrides, "seeds": args.seeds, "sasrec_settings": args.sasrec,
-              "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+              "device": args.device_name or (torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"),
+              "missing_rows": missing,
               "stages": {row: stage for row, stage in stage_rows(cfg.recipe).items()}, "rows": rows,
               "differences": differences(ranks, args.seeds), "seconds_per_seed": seconds,
               "wall_s": time.perf_counter() - t0}
@@ -208,4 +217,4 @@ def main(argv: list[str]) -> None:
         t = d["test"]["ndcg@10"]
         print(f"test NDCG@10 {pair}: mean {t['mean']:+.4f} (seeds " + " ".join(f"{x['diff']:+.4f}+-{x['se']:.4f}" for x in t["per_seed"])
               + f"; spread sd {t['spread_sd']:.4f})")
-    print(f"\n[recipe-seeds] wrote {args.out}")
+    print(f"\n[recipe-seeds] wrote {args.out}" + (f"; missing rows (not finished in every seed): {missing}" if missing else ""))
