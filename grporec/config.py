@@ -283,8 +283,9 @@ class Config:
     sft: SftConfig = field(default_factory=SftConfig)
     seed: int = 42  # seeds data order, sampling and model initialisation
     output_dir: str = "runs/default"  # where a run writes its checkpoints, logs and config
-    # A staged recipe, run in order by `grporec recipe` (and `grporec demo`): each stage in output_dir/<name>,
-    # initialised from the previous stage's model. Empty: the demo's two stages, SFT then GRPO, as configured.
+    # A staged recipe, run in order by `grporec recipe` (and `grporec demo`): stages {name, kind: sft | grpo,
+    # overrides: [section.key=value, ...]}, each in output_dir/<name>, initialised from the previous stage's model
+    # (README, "Recipes"). Empty: the demo's two stages, SFT then GRPO, as configured.
     recipe: list[StageConfig] = field(default_factory=list)
 
 

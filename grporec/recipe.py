@@ -39,8 +39,8 @@ def check_recipe(stages: list[StageConfig]) -> None:
     for i, s in enumerate(stages):
         if not s.name or "/" in s.name or s.name.startswith("."):
             raise SettingsError(f"recipe[{i}].name {s.name!r}: a stage's name is its directory: no '/', not empty")
-        if names.count(s.name) > 1:
-            raise SettingsError(f"recipe[{i}].name {s.name!r} is used by two stages")
+        if s.name in names[:i]:
+            raise SettingsError(f"recipe[{i}].name {s.name!r} is used by two stages (recipe[{names.index(s.name)}] too)")
         bad = [o for o in s.overrides if "=" not in o]
         if bad:
             raise SettingsError(f"recipe[{i}] ({s.name}).overrides: {bad[0]!r} is not section.key=value")
@@ -135,13 +135,18 @@ def run_recipe(config_path: str, cli_overrides: list[str], cfg: Config, env: dis
 
 
 def results_table(records: dict) -> str:
-    lines = ["\n| stage | split | NDCG@10 | HR@10 | HR@20 | seen NDCG@10 | unseen NDCG@10 | train s |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+    """Each stage's valid and test HR/NDCG at 10 and 20 (those the beams reach), with the seen/unseen split."""
+    first = next(iter(records.values()))["valid"]
+    ks = [k for k in (10, 20) if f"ndcg@{k}" in first] or [max(int(key.split("@")[1]) for key in first if key.startswith("ndcg@"))]
+    k = ks[0]
+    cols = [f"NDCG@{k}"] + [f"HR@{x}" for x in ks] + [f"seen NDCG@{k}", f"unseen NDCG@{k}", "train s"]
+    lines = ["\n| stage | split | " + " | ".join(cols) + " |", "|---|---|" + "---:|" * len(cols)]
     for name, r in records.items():
         for split in SPLITS:
             m = r[split]
-            cell = lambda part: f"{m[part]['ndcg@10']:.4f}" if part in m and m[part]["rows"] else "-"  # noqa: E731
-            lines.append(f"| {name} | {split} | {m['ndcg@10']:.4f} | {m['hr@10']:.4f} | {m.get('hr@20', float('nan')):.4f} "
-                         f"| {cell('seen')} | {cell('unseen')} | {r['seconds']['train']:.0f} |")
+            parts = [f"{m[part][f'ndcg@{k}']:.4f}" if part in m and m[part]["rows"] else "-" for part in ("seen", "unseen")]
+            cells = [f"{m[f'ndcg@{k}']:.4f}"] + [f"{m[f'hr@{x}']:.4f}" for x in ks] + parts + [f"{r['seconds']['train']:.0f}"]
+            lines.append(f"| {name} | {split} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

@@ -1,0 +1,181 @@
+"""Staged recipes (grporec.recipe) and the prompt settings a model carries (grporec.models.settings)."""
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ENV, sigterm_after_steps, subprocess_env, tiny_loop_cfg
+from grporec import evaluate, recipe, recommend, sft
+from grporec.config import StageConfig, dump_config
+from grporec.data.load import load_data_catalog
+from grporec.errors import SettingsError
+from grporec.models.format import FormatError, record_format
+from grporec.models.settings import adopt_model_settings, record_settings, recorded_settings, settings_of
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import recipe_seeds as RS  # noqa: E402
+
+
+def test_a_model_records_its_prompt_settings_and_a_run_adopts_them_unless_set(tiny_cfg, tmp_path):
+    trained = tiny_loop_cfg(tiny_cfg, tmp_path, tmp_path, "data.max_history=1", "data.prompt_text=compact")
+    record_settings(tmp_path, settings_of(trained))
+    assert recorded_settings(tmp_path) == {"data.prompt_format": "alpaca", "data.prompt_text": "compact", "data.max_history": 1,
+                                           "data.max_prompt_tokens": 1024, "eval.prompt_style": "eval"}
+    run = tiny_loop_cfg(tiny_cfg, tmp_path, tmp_path)  # the file's defaults: 10 items, MiniOneRec's words
+    adopted, notes = adopt_model_settings(run, tmp_path, explicit=set())
+    assert (adopted.data.max_history, adopted.data.prompt_text) == (1, "compact")
+    assert adopted.train == run.train and adopted.data.info_file == run.data.info_file  # nothing else changes
+    assert len(notes) == 2 and notes[0].startswith("data.prompt_text=compact, as ") and "the config had minionerec" in notes[0]
+    kept, notes = adopt_model_settings(run, tmp_path, explicit={"data.max_history"})
+    assert (kept.data.max_history, kept.data.prompt_text) == (10, "compact")
+    assert f"data.max_history=10 as set, not the 1 that {tmp_path} was trained with" in notes
+    same, notes = adopt_model_settings(adopted, tmp_path, explicit=set())
+    assert same is adopted and notes == []
+    unrecorded, notes = adopt_model_settings(run, tmp_path / "nothing", explicit=set())
+    assert unrecorded is run and notes == []
+
+
+def test_the_format_is_adopted_but_an_explicit_other_format_is_refused(tiny_cfg, tmp_path):
+    record_settings(tmp_path, {**settings_of(tiny_cfg), "data.prompt_format": "chat"})
+    adopted, _ = adopt_model_settings(tiny_cfg, tmp_path, explicit=set())
+    assert adopted.data.prompt_format == "chat"
+    with pytest.raises(FormatError, match="trained with data.prompt_format=chat, but this run has data.prompt_format=alpaca"):
+        adopt_model_settings(tiny_cfg, tmp_path, explicit={"data.prompt_format"}, key="--model")
+    record_format(tmp_path, "alpaca")  # what earlier grporec versions wrote: the format alone
+    assert recorded_settings(tmp_path) == {"data.prompt_format": "alpaca"}
+    (tmp_path / "grporec.json").write_text("[1]")
+    with pytest.raises(FormatError, match="not a grporec record"):
+        recorded_settings(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def last_item_model(tiny_cfg, tmp_path_factory):
+    """A one-step SFT model trained on compact last-item prompts."""
+    out = tmp_path_factory.mktemp("mh1")
+    cfg = tiny_loop_cfg(tiny_cfg, out / "best", out, "sft.init=tiny", "sft.train.max_steps=1", "sft.train.eval_steps=1",
+                        "sft.valid_max_rows=4", "data.max_history=1", "data.prompt_text=compact")
+    sft.train_sft(cfg, ENV)
+    return out / "best"
+
+
+def test_eval_and_recommend_read_a_model_with_its_own_prompts(tiny_cfg, last_item_model, tmp_path, capsys):
+    plain = tmp_path / "plain.yaml"  # no prompt settings: 10-item MiniOneRec prompts unless the model says otherwise
+    plain.write_text(dump_config(tiny_loop_cfg(tiny_cfg, last_item_model, tmp_path)))
+    common = ["--model", str(last_item_model), "--beams", "5", "--max-rows", "6"]
+
+    def predictions(name, *overrides):
+        assert evaluate.main(["--config", str(plain), *common, "--out", str(tmp_path / name), *overrides]) == 0
+        return json.loads((tmp_path / name / "predictions.json").read_text())
+
+    adopted = predictions("adopted")
+    assert "[settings] data.max_history=1, as" in capsys.readouterr().out
+    assert adopted == predictions("explicit", "data.max_history=1", "data.prompt_text=compact")
+    assert all(len(r["input"].split("><")) <= 5 for r in adopted)  # one SID (3-5 tokens) in each prompt
+    overridden = predictions("ten", "data.max_history=10")
+    assert "data.max_history=10 as set, not the 1" in capsys.readouterr().out
+    assert [r["input"] for r in overridden] != [r["input"] for r in adopted]  # the override is obeyed
+
+    history = [it.item_id for it in load_data_catalog(tiny_cfg.data).items[:3]]  # three items, oldest first
+
+    def recs(*overrides):
+        assert recommend.main(["--config", str(plain), "--model", str(last_item_model), "--history", *history, "--k", "5",
+                               "--json", *overrides]) == 0
+        return [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+
+    assert recs() == recs("data.max_history=1", "data.prompt_text=compact")
+    assert recs() != recs("data.max_history=10")
+
+
+def recipe_config(tiny_cfg, tmp_path, *overrides):
+    cfg = tiny_loop_cfg(tiny_cfg, tmp_path / "unused", tmp_path / "run", "sft.init=tiny", "sft.train.max_steps=2",
+                        "sft.train.eval_steps=2", "sft.valid_max_rows=4", "train.max_steps=1", "eval.max_rows=6",
+                        "eval.test_beams=5", *overrides)
+    cfg = dataclasses.replace(cfg, recipe=[StageConfig("a", "sft", ["data.prompt_text=compact"]),
+                                           StageConfig("b", "sft", ["data.max_history=1", "sft.train.lr=1e-4"]),
+                                           StageConfig("g", "grpo", [])])
+    path = tmp_path / "recipe.yaml"
+    path.write_text(dump_config(cfg))
+    return path, cfg
+
+
+def test_a_recipe_runs_its_stages_in_order_and_resumes_where_it_stopped(tiny_cfg, tmp_path, monkeypatch, capsys):
+    path, cfg = recipe_config(tiny_cfg, tmp_path)
+    run = tmp_path / "run"
+    real_train = recipe.train_stage
+    stops = iter([False, False, True])  # a stop request during stage g, the GRPO stage
+
+    def train_then_maybe_stop(stage, stage_cfg, env):
+        model, _ = real_train(stage, stage_cfg, env)
+        return model, next(stops)
+
+    monkeypatch.setattr(recipe, "train_stage", train_then_maybe_stop)
+    assert recipe.run_recipe(str(path), [], cfg, ENV) is None  # the whole recipe ends, not just the stage
+    assert "stopped in stage g" in capsys.readouterr().out
+    assert (run / "b" / "stage.json").is_file() and not (run / "g" / "stage.json").exists()
+
+    monkeypatch.setattr(recipe, "train_stage", real_train)
+    records = recipe.run_recipe(str(path), [], cfg, ENV)
+    out = capsys.readouterr().out
+    assert "stage 1/3 a: done" in out and "stage 2/3 b: done" in out and "stage 3/3 g (grpo)" in out
+    assert list(records) == ["a", "b", "g"]
+    b_cfg = (run / "b" / "config.yaml").read_text()
+    assert f"init: {run / 'a' / 'best'}" in b_cfg and "prompt_text: compact" in b_cfg  # from a's model; b sets only max_history
+    g_model = Path(records["g"]["model"])
+    assert g_model == run / "g" / "checkpoints" / "step-0000001" / "policy"
+    assert recorded_settings(g_model)["data.max_history"] == 1 and recorded_settings(g_model)["data.prompt_text"] == "compact"
+    assert records["g"]["test"]["rows"] == 6 and len(json.loads((run / "g" / "ranks.json").read_text())["valid"]) == 6
+    assert json.loads((run / "recipe_results.json").read_text())["b"]["valid"] == records["b"]["valid"]
+
+    monkeypatch.setattr(recipe, "train_stage", lambda *a: pytest.fail("a finished recipe trains nothing"))
+    assert recipe.run_recipe(str(path), [], cfg, ENV) == records
+
+
+def test_a_stop_signal_ends_the_recipe_command_and_the_same_command_resumes(tiny_cfg, tmp_path):
+    path, _ = recipe_config(tiny_cfg, tmp_path, "sft.train.max_steps=40", "sft.train.eval_steps=40")
+    returncode, out = sigterm_after_steps("grporec.recipe", path, tmp_path / "run" / "a" / "metrics.jsonl")
+    assert returncode == 0, out
+    assert "stopped in stage a" in out and not (tmp_path / "run" / "b").exists()
+    assert (tmp_path / "run" / "a" / "checkpoints").is_dir()
+    again = subprocess.run([sys.executable, "-m", "grporec.recipe", "--config", str(path)], env=subprocess_env(),
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    assert "resumed from" in again.stdout and (tmp_path / "run" / "g" / "stage.json").is_file()
+    steps = [json.loads(x)["step"] for x in (tmp_path / "run" / "a" / "metrics.jsonl").read_text().splitlines() if '"loss"' in x]
+    assert steps == list(range(1, 41))  # stage a went on from its checkpoint: every step once
+
+
+@pytest.mark.parametrize("stages, says", [
+    ([], "recipe is empty"),
+    ([StageConfig("a", "sft"), StageConfig("a", "grpo")], "recipe\\[1\\].name 'a' is used by two stages"),
+    ([StageConfig("g", "grpo")], "recipe\\[0\\] is a grpo stage"),
+    ([StageConfig("a", "sft"), StageConfig("g", "grpo", ["model.path=x"])], "recipe\\[1\\] \\(g\\).overrides sets model.path"),
+    ([StageConfig("a/b", "sft")], "no '/'"),
+    ([StageConfig("a", "sft", ["lr"])], "'lr' is not section.key=value"),
+])
+def test_a_recipe_that_cannot_run_is_refused_naming_the_stage(stages, says):
+    with pytest.raises(SettingsError, match=says):
+        recipe.check_recipe(stages)
+
+
+def test_the_seed_benchmark_names_rows_and_pairs_differences_by_row():
+    stages = [StageConfig("suffix", "sft"), StageConfig("last_item", "sft"), StageConfig("grpo", "grpo")]
+    assert RS.stage_rows(stages) == {"sft_suffix": "suffix", "sft": "last_item", "grpo": "grpo"}
+    # two seeds, three rows; ranks -1 = a miss. NDCG@10 of a rank r: 1 / log2(r + 2).
+    a, b = [0, 5, -1], [1, 0, 2]  # per row: b - a = 1/log2(3) - 1, 1 - 1/log2(7), 1/log2(4) - 0
+    d = [1 / math.log2(3) - 1, 1 - 1 / math.log2(7), 0.5]
+    mean = sum(d) / 3
+    se = math.sqrt(sum((x - mean) ** 2 for x in d) / 2 / 3)
+    ranks = {"sft": {"valid": [a, a], "test": [a, b]}, "grpo": {"valid": [b, b], "test": [b, b]}}
+    out = RS.differences(ranks, [0, 1])
+    assert list(out) == ["grpo - sft"]  # pairs whose rows are missing are left out
+    valid = out["grpo - sft"]["valid"]["ndcg@10"]
+    assert valid["per_seed"][0]["diff"] == pytest.approx(mean, abs=1e-12) and valid["per_seed"][0]["se"] == pytest.approx(se, abs=1e-12)
+    assert valid["spread_sd"] == 0.0
+    test = out["grpo - sft"]["test"]
+    assert test["ndcg@10"]["mean"] == pytest.approx(mean / 2, abs=1e-12)  # seed 1 compares b with itself
+    assert test["hr@10"]["per_seed"][0]["diff"] == pytest.approx(1 / 3, abs=1e-12)  # hits: a 2 of 3, b 3 of 3
+    assert test["hr@10"]["spread_sd"] == pytest.approx(math.sqrt(2 * (1 / 6) ** 2), abs=1e-12)  # values 1/3 and 0
