@@ -9,13 +9,19 @@
 #   dry run on a CPU: OUT=/tmp/gpu-recipe LIMIT=120 EXTRA="sft.train.max_steps=4 sft.train.eval_steps=2
 #                     train.max_steps=2 eval.max_rows=40 sft.valid_max_rows=40 sasrec.epochs=1" bash bench/gpu_recipe.sh
 #
+# Measured on an H200 (2026-12-04, docs/results.md "The staged recipe"): stage 1 took 200 s a seed with 6 runs
+# sharing the GPU, stage 2 ran ~11 steps/s; a whole seed is ~11 minutes, more than one call. The MPS daemon is
+# started (MPS=0: not) in case time-slicing between the processes was the cost; PROBE=1 first runs
+# bench/sft_nan_probe.py (which attention path gives SFT its NaN gradients there). EXTRA="key=value ..." is passed
+# to every stage after its own overrides (so it wins in all of them); a shorter stage 2 alone needs a config edit.
+#
 # Results come back in $OUT: the results JSON when every run finished, and always a tarball of each seed's stage
 # records, per-row ranks, logs and training metrics (no weights), refreshed every 20 s, so a run stopped at its
 # limit still brings back the stages it finished.
 set -u -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" TOKENIZERS_PARALLELISM=false
 OUT=${OUT:?set OUT to the folder results go to}
-LIMIT=${LIMIT:-540}          # seconds for the recipe runs (the device call's limit is 600)
+LIMIT=${LIMIT:-540}          # seconds for the recipe runs (the device call's limit is 600), counted from the start
 JOBS=${JOBS:-6}
 WORK=${WORK:-runs/gpu-recipe}
 DATA=${DATA:-.carry/minionerec/Amazon}
@@ -26,8 +32,22 @@ mkdir -p "$OUT" "$WORK"
 pack() { tar -czf "$OUT/.recipe_runs.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.distcp' \
            --exclude='checkpoints' --exclude='best' --exclude='predictions.json' -C "$WORK" seeds 2>/dev/null \
          && mv "$OUT/.recipe_runs.tgz" "$OUT/recipe_runs.tgz"; }
+# Several processes on one GPU time-slice it unless the MPS daemon lets their kernels run side by side; start it
+# where it exists (root on the device machine), and say which it was.
+if [ "${MPS:-1}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null 2>&1; then
+  nvidia-cuda-mps-control -d >>"$OUT/session.log" 2>&1 && echo "MPS daemon started" >>"$OUT/session.log"
+fi
+# Optional first: which attention path gives SFT its NaN gradients on the GPU (bench/sft_nan_probe.py, ~2 min)
+if [ "${PROBE:-0}" = 1 ]; then
+  timeout "${PROBE_LIMIT:-150}" python3 bench/sft_nan_probe.py --steps "${PROBE_STEPS:-300}" --out "$OUT/sft_nan_probe.json" \
+    data.info_file="$DATA/info/Office_Products_5_2016-10-2018-11.txt" data.index_file="$DATA/index/Office_Products.index.json" \
+    data.item_file="$DATA/index/Office_Products.item.json" data.test_file="$DATA/test/Office_Products_5_2016-10-2018-11.csv" \
+    data.derive_from="$DATA/valid/Office_Products_5_2016-10-2018-11.csv" data.train_file="$WORK/data/train.csv" \
+    data.valid_file="$WORK/data/valid-holdout.csv" >>"$OUT/session.log" 2>&1
+  echo "probe rc $? at +${SECONDS}s" >>"$OUT/session.log"
+fi
 ( while sleep 20; do pack; done ) & packer=$!
-timeout "$LIMIT" python3 bench/quality.py --recipe --config configs/office-tiny.yaml --seeds 0 1 2 --jobs "$JOBS" \
+timeout "$(( LIMIT - SECONDS ))" python3 bench/quality.py --recipe --config configs/office-tiny.yaml --seeds 0 1 2 --jobs "$JOBS" \
   --out "$OUT/recipe_office.json" output_dir="$WORK" \
   data.info_file="$DATA/info/Office_Products_5_2016-10-2018-11.txt" data.index_file="$DATA/index/Office_Products.index.json" \
   data.item_file="$DATA/index/Office_Products.item.json" data.test_file="$DATA/test/Office_Products_5_2016-10-2018-11.csv" \

@@ -12,6 +12,7 @@ from grporec.config import dump_config
 from grporec.data.datasets import Sample
 from grporec.decode import beam_search, build_catalog_trie
 from grporec.models.format import FormatError, build_format, check_recorded_format, record_format
+from grporec.models.settings import recorded_settings, settings_of
 from grporec.models.policy import extend_policy
 from grporec.models.tiny import tokenizer_corpus
 from grporec.models.tokenizer import check_sid_tokenizer
@@ -115,7 +116,7 @@ def test_sft_decoding_and_evaluation_with_a_sentencepiece_style_tokenizer(tiny_c
                         "sft.train.eval_steps=2", "sft.valid_max_rows=4", "train.max_steps=1")
     sft.train_sft(cfg, ENV)
     best = tmp_path / "run-sft" / "best"
-    assert json.loads((best / "grporec.json").read_text()) == {"prompt_format": "alpaca"}
+    assert recorded_settings(best) == settings_of(cfg) and settings_of(cfg)["data.prompt_format"] == "alpaca"
     from grporec.models.policy import load_policy
 
     model, tok2 = load_policy(best)
@@ -139,13 +140,18 @@ def test_chat_sft_is_recorded_and_a_mismatched_format_is_refused(tiny_cfg, tiny_
                         "sft.train.eval_steps=1", "sft.valid_max_rows=2", "data.prompt_format=chat")
     sft.train_sft(cfg, ENV)
     best = tmp_path / "s" / "best"
-    assert json.loads((best / "grporec.json").read_text()) == {"prompt_format": "chat"}
+    assert recorded_settings(best)["data.prompt_format"] == "chat"
     check_recorded_format(best, "chat")
     with pytest.raises(FormatError, match=r"was trained with data.prompt_format=chat, but this run has data.prompt_format=alpaca"):
-        loop.train(tiny_loop_cfg(tiny_cfg, best, tmp_path / "g", "train.max_steps=1"), ENV)
+        loop.train(tiny_loop_cfg(tiny_cfg, best, tmp_path / "g", "train.max_steps=1"), ENV)  # a library call: as given
     alpaca = tiny_loop_cfg(tiny_cfg, best, tmp_path / "e")
     (tmp_path / "a.yaml").write_text(dump_config(alpaca))
-    assert evaluate.main(["--config", str(tmp_path / "a.yaml"), "--model", str(best), "--out", str(tmp_path / "ev")]) == 1
+    # the command adopts the model's format over the file's, and refuses one set on the command line
+    assert evaluate.main(["--config", str(tmp_path / "a.yaml"), "--model", str(best), "--max-rows", "2", "--beams", "5",
+                          "--out", str(tmp_path / "ev")]) == 0
+    assert "[settings] data.prompt_format=chat, as" in capsys.readouterr().out
+    assert evaluate.main(["--config", str(tmp_path / "a.yaml"), "--model", str(best), "--out", str(tmp_path / "ev"),
+                          "data.prompt_format=alpaca"]) == 1
     assert "--model=" in capsys.readouterr().err  # names the setting that chose the model
     h = loop.train(tiny_loop_cfg(tiny_cfg, best, tmp_path / "g2", "train.max_steps=1", "data.prompt_format=chat"), ENV)["history"]
     assert h[0]["completion_length"] == len(tiny_catalog.sids[0].split("><")) + 1  # SID tokens, then <|im_end|>
