@@ -289,8 +289,60 @@ class Config:
     recipe: list[StageConfig] = field(default_factory=list)
 
 
+# The range of every numeric setting with one: what it must be, as (test, words). Checked when a config is loaded
+# (an impossible value is one line naming the key and whether the file or the command line set it, before
+# anything loads) and again by the loops for configs built in code.
+_RANGES = {
+    "positive": (lambda v: v > 0, "> 0"),
+    "non-negative": (lambda v: v >= 0, ">= 0"),
+    "at least 1": (lambda v: v >= 1, "at least 1"),
+    "at least 2": (lambda v: v >= 2, "at least 2"),
+    "fraction": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "probability": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "rows": (lambda v: v == -1 or v >= 1, "-1 (all) or at least 1"),
+    "steps": (lambda v: v == -1 or v >= 1, "-1 (use the epochs) or at least 1"),
+    "betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two values in [0, 1)"),
+    "cut-offs": (lambda v: len(v) > 0 and all(k >= 1 for k in v), "positive cut-offs"),
+}
+_TRAIN_RANGES = {"lr": "positive", "weight_decay": "non-negative", "adam_betas": "betas", "warmup_ratio": "fraction",
+                 "schedule_steps": "non-negative", "max_grad_norm": "positive", "prompts_per_step": "at least 1",
+                 "micro_batch_prompts": "at least 1", "rollout_batch_prompts": "at least 1", "logps_batch_prompts": "non-negative",
+                 "epochs": "at least 1", "max_steps": "steps", "log_steps": "at least 1", "eval_steps": "non-negative",
+                 "save_steps": "non-negative", "save_total_limit": "at least 1", "max_bad_steps": "at least 1",
+                 "stop_after": "non-negative"}
+VALUE_RANGES = {
+    **{f"train.{k}": v for k, v in _TRAIN_RANGES.items()}, **{f"sft.train.{k}": v for k, v in _TRAIN_RANGES.items()},
+    "data.seq_title_samples": "non-negative", "data.max_history": "at least 1", "data.max_prompt_tokens": "at least 1",
+    "model.pad_vocab_to_multiple_of": "at least 1", "model.tiny.hidden_size": "at least 1", "model.tiny.num_layers": "at least 1",
+    "model.tiny.num_heads": "at least 1", "model.tiny.num_kv_heads": "at least 1", "model.tiny.intermediate_size": "at least 1",
+    "model.lora.rank": "non-negative", "model.lora.alpha": "positive", "model.lora.dropout": "probability",
+    "rl.num_generations": "at least 2", "rl.temperature": "positive", "rl.beta": "non-negative", "rl.nll_coef": "non-negative",
+    "rl.num_iterations": "at least 1", "rl.epsilon_low": "probability", "rl.epsilon_high": "non-negative",
+    "rl.ref_sync_steps": "at least 1", "rl.ref_sync_alpha": "fraction",
+    "eval.test_beams": "at least 1", "eval.max_rows": "rows", "eval.batch_prompts": "at least 1", "eval.ks": "cut-offs",
+    "reward.markov_min_count": "at least 1",
+    "sasrec.hidden": "at least 1", "sasrec.blocks": "at least 1", "sasrec.heads": "at least 1", "sasrec.dropout": "probability",
+    "sasrec.max_len": "at least 1", "sasrec.lr": "positive", "sasrec.weight_decay": "non-negative", "sasrec.batch_size": "at least 1",
+    "sasrec.epochs": "at least 1", "sasrec.patience": "non-negative",
+    "sft.select_beams": "at least 1", "sft.patience": "non-negative", "sft.dropout": "probability", "sft.valid_max_rows": "rows",
+}
+
+
+def check_values(cfg: Config, source=None) -> None:
+    """Raise a ConfigError naming the first setting outside its range (VALUE_RANGES), and where it was set."""
+    from grporec.typed_yaml import origin
+
+    for key, rule in VALUE_RANGES.items():
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        ok, words = _RANGES[rule]
+        if not ok(value):
+            raise ConfigError(f"{key} must be {words}, got {value!r} ({origin(source, key) if source else 'in the config'})")
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None, cls: type = Config) -> Any:
     """Read a YAML file, apply `section.key=value` overrides (values parsed as YAML: `lr=1e-5` works),
-    and build a typed `cls` (`Config` unless a tool has its own tree); a problem is a ConfigError
-    naming the key and the file (`grporec.typed_yaml`)."""
-    return load_typed(path, overrides, cls)
+    and build a typed `cls` (`Config` unless a tool has its own tree); a problem, a value out of its
+    range included, is a ConfigError naming the key and the file or the command line (`grporec.typed_yaml`)."""
+    return load_typed(path, overrides, cls, check=check_values if cls is Config else None)

@@ -158,7 +158,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
                         help="cut-offs of HR@K / NDCG@K (default eval.ks; those above --beams are left out)")
         ap.add_argument("--out", default=None, help="output directory (default <output_dir>/eval-<split>)")
         args, cfg = cli.parse_config(ap, args_list, Config)
-        cfg = cli.adopt_model_settings(cfg, args.model, "--model", args.overrides)
         max_rows = cfg.eval.max_rows if args.max_rows is None else args.max_rows
         batch = args.batch or cfg.eval.batch_prompts
         args.ks = args.ks or cfg.eval.ks
@@ -170,6 +169,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
             raise cli.UsageError(f"--max-rows / eval.max_rows must be a positive number of rows or -1 (all), got {max_rows}")
         if batch < 1:
             raise cli.UsageError(f"--batch / eval.batch_prompts must be at least 1, got {batch}")
+        from grporec.models.policy import model_dir
+
+        args.model = str(model_dir(args.model, "--model"))  # a GRPO checkpoint's directory means its policy/
+        cfg = cli.adopt_model_settings(cfg, args.model, "--model", args.overrides)
         cli.quiet_transformers()
         out = Path(args.out or Path(cfg.output_dir) / f"eval-{args.split}")
         env = dist.setup()

@@ -27,7 +27,7 @@ import torch
 
 from grporec import dist
 from grporec.checkpoint import save_checkpoint
-from grporec.config import Config
+from grporec.config import Config, check_values
 from grporec.data.load import load_data_catalog, load_split
 from grporec.data.stream import SampleStream
 from grporec.decode import build_catalog_trie
@@ -48,20 +48,8 @@ from grporec.stop import StopRequest
 
 
 def check_settings(cfg: Config) -> None:
-    """Reject settings the loop cannot run, naming the key."""
-    positive = {"rl.num_generations": (cfg.rl.num_generations, 2), "rl.num_iterations": (cfg.rl.num_iterations, 1),
-                "train.prompts_per_step": (cfg.train.prompts_per_step, 1), "train.micro_batch_prompts": (cfg.train.micro_batch_prompts, 1),
-                "train.rollout_batch_prompts": (cfg.train.rollout_batch_prompts, 1), "rl.ref_sync_steps": (cfg.rl.ref_sync_steps, 1),
-                "train.max_bad_steps": (cfg.train.max_bad_steps, 1), "eval.test_beams": (cfg.eval.test_beams, 1)}
-    for key, (value, least) in positive.items():
-        if value < least:
-            raise SettingsError(f"{key} must be at least {least}, got {value}")
-    if cfg.train.logps_batch_prompts < 0:
-        raise SettingsError(f"train.logps_batch_prompts must be >= 0 (0: train.micro_batch_prompts), got {cfg.train.logps_batch_prompts}")
-    if cfg.rl.temperature <= 0:
-        raise SettingsError(f"rl.temperature must be > 0, got {cfg.rl.temperature}")
-    if not 0 <= cfg.rl.ref_sync_alpha <= 1:
-        raise SettingsError(f"rl.ref_sync_alpha must be in [0, 1], got {cfg.rl.ref_sync_alpha}")
+    """Reject settings the loop cannot run, naming the key (ranges: config.check_values, as on loading)."""
+    check_values(cfg)
     check_report_to(cfg.train.report_to)
     resolve_rewards(cfg.reward.reward_type, cfg.reward.names, cfg.reward.weights)  # names checked, user rewards imported
     if cfg.rl.advantage == "sibling" and cfg.rl.loss_type == "sequence":

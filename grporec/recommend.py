@@ -135,11 +135,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.recommend
         ap.add_argument("--k", type=int, default=10, help="recommendations per history (beams; default 10)")
         ap.add_argument("--json", action="store_true", help="print JSON lines (one per history) instead of tables")
         args, cfg = cli.parse_config(ap, args_list, Config)
-        cfg = cli.adopt_model_settings(cfg, args.model, "--model", args.overrides)
         if (args.history is None) == (args.input is None):
             raise cli.UsageError("give exactly one of --history ITEM ... and --input FILE")
         if args.k < 1:
             raise cli.UsageError(f"--k must be at least 1, got {args.k}")
+        from grporec.models.policy import model_dir
+
+        args.model = str(model_dir(args.model, "--model"))  # a GRPO checkpoint's directory means its policy/
+        cfg = cli.adopt_model_settings(cfg, args.model, "--model", args.overrides)
         from grporec.data.load import load_data_catalog
 
         catalog = load_data_catalog(cfg.data)

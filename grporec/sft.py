@@ -21,7 +21,7 @@ import torch
 
 from grporec import dist
 from grporec.checkpoint import save_checkpoint, save_model_atomically
-from grporec.config import Config
+from grporec.config import Config, check_values
 from grporec.data import datasets as D
 from grporec.data.catalog import Catalog
 from grporec.data.load import load_data_catalog, load_split
@@ -171,19 +171,10 @@ class Selector:
 
 def check_sft_settings(cfg: Config) -> None:
     """Reject SFT settings that cannot run, naming the key."""
+    check_values(cfg)  # every range (config.VALUE_RANGES), as on loading
+    if cfg.sft.select_on == "ndcg" and cfg.sft.select_beams < 10:
+        raise SettingsError(f"sft.select_beams must be at least 10 with sft.select_on=ndcg (NDCG@10), got {cfg.sft.select_beams}")
     tc = cfg.sft.train
-    least = {"sft.train.prompts_per_step": (tc.prompts_per_step, 1), "sft.train.micro_batch_prompts": (tc.micro_batch_prompts, 1),
-             "sft.train.max_bad_steps": (tc.max_bad_steps, 1), "sft.train.eval_steps": (tc.eval_steps, 0),
-             "sft.train.save_steps": (tc.save_steps, 0), "sft.train.save_total_limit": (tc.save_total_limit, 1),
-             "sft.train.epochs": (tc.epochs, 1), "sft.patience": (cfg.sft.patience, 0),
-             "sft.select_beams": (cfg.sft.select_beams, 10 if cfg.sft.select_on == "ndcg" else 1)}
-    for key, (value, low) in least.items():
-        if value < low:
-            raise SettingsError(f"{key} must be at least {low}, got {value}")
-    if tc.lr <= 0:
-        raise SettingsError(f"sft.train.lr must be > 0, got {tc.lr}")
-    if cfg.model.pad_vocab_to_multiple_of < 1:
-        raise SettingsError(f"model.pad_vocab_to_multiple_of must be at least 1 (1: no padding), got {cfg.model.pad_vocab_to_multiple_of}")
     check_report_to(tc.report_to, "sft.train.report_to")
     if cfg.sft.max_prompt_tokens is not None:
         raise SettingsError(f"sft.max_prompt_tokens={cfg.sft.max_prompt_tokens}: prompts are now cut by one rule in every stage; "

@@ -22,13 +22,14 @@ class ConfigError(UserError):
     """A configuration problem; the message names the key and, when known, the file."""
 
 
-def load_typed(path: str | Path, overrides: list[str] | None, cls: type) -> Any:
+def load_typed(path: str | Path, overrides: list[str] | None, cls: type, check=None) -> Any:
     """Read a YAML file, apply `a.b=value` overrides, and build a typed config.
 
     Args:
         path: YAML file.
         overrides: strings `section.key=value`; the value is parsed as YAML (`lr=1e-5` works).
         cls: the root dataclass.
+        check: `check(config, source)`, run on the built config (value ranges), raising ConfigError.
     Returns:
         An instance of `cls`.
     Raises:
@@ -46,7 +47,11 @@ def load_typed(path: str | Path, overrides: list[str] | None, cls: type) -> Any:
     for item in overrides or []:
         apply_override(raw, item, source=str(path))
     cli_keys = frozenset(item.partition("=")[0].strip() for item in overrides or [])
-    return from_dict(cls, raw, source=Source(str(path), cli_keys))
+    source = Source(str(path), cli_keys)
+    cfg = from_dict(cls, raw, source=source)
+    if check is not None:
+        check(cfg, source)
+    return cfg
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,11 +65,13 @@ class Source:
         return self.path
 
 
-def _origin(source, key: str) -> str:
-    """'on the command line' for a key an override set (or one inside a section it set), else 'in FILE'."""
-    if isinstance(source, Source) and any(key == k or key.startswith(k + ".") for k in source.cli_keys):
+def origin(source, key: str) -> str:
+    """'on the command line' for a key an override set, one inside a section it set, or a section an
+    override created (`trian.lr=1` makes the unknown section `trian`), else 'in FILE'."""
+    if isinstance(source, Source) and any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in source.cli_keys):
         return "on the command line"
     return f"in {source}"
+
 
 
 def apply_override(raw: dict, item: str, source: str = "<overrides>") -> None:
@@ -92,13 +99,13 @@ def from_dict(cls: type, raw: Any, source: str = "<dict>", prefix: str = "") -> 
     """Build dataclass `cls` from a mapping, checking keys and types recursively."""
     where = prefix.rstrip(".") or "<root>"
     if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__} ({_origin(source, where)})")
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__} ({origin(source, where)})")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(fields))
     if unknown:
         raise ConfigError(
-            f"unknown key {prefix}{unknown[0]} ({_origin(source, prefix + unknown[0])}); valid keys under {where}: "
+            f"unknown key {prefix}{unknown[0]} ({origin(source, prefix + unknown[0])}); valid keys under {where}: "
             f"{', '.join(fields)}"
         )
     kwargs = {}
@@ -114,7 +121,7 @@ def from_dict(cls: type, raw: Any, source: str = "<dict>", prefix: str = "") -> 
             if dataclasses.is_dataclass(hints[name]):
                 kwargs[name] = _check(hints[name], {}, key, source)
             else:
-                raise ConfigError(f"missing required key {key} ({_origin(source, key)})")
+                raise ConfigError(f"missing required key {key} ({origin(source, key)})")
     return cls(**kwargs)
 
 
@@ -128,9 +135,9 @@ def _check(tp: Any, value: Any, key: str, source: str) -> Any:
     """Return `value` if it has type `tp` (with safe widenings), else raise naming `key`."""
     if dataclasses.is_dataclass(tp):
         return from_dict(tp, value, source, prefix=key + ".")
-    origin = typing.get_origin(tp)
+    kind = typing.get_origin(tp)
     args = typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
+    if kind in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
         errors = []
@@ -141,23 +148,23 @@ def _check(tp: Any, value: Any, key: str, source: str) -> Any:
                 return _check(a, value, key, source)
             except ConfigError as e:
                 errors.append(str(e))
-        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches no type of {tp} ({_origin(source, key)})")
-    if origin is Literal:
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} matches no type of {tp} ({origin(source, key)})")
+    if kind is Literal:
         if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not one of {list(args)} ({_origin(source, key)})")
+            raise ConfigError(f"{key}: {value!r} is not one of {list(args)} ({origin(source, key)})")
         return value
-    if origin is list:
+    if kind is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r} ({_origin(source, key)})")
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r} ({origin(source, key)})")
         return [_check(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value)] if args else value
-    if origin is dict:
+    if kind is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} ({_origin(source, key)})")
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} ({origin(source, key)})")
         return {_check(args[0], k, key, source): _check(args[1], v, f"{key}.{k}", source) for k, v in value.items()}
     if tp is float:
         # YAML 1.1 reads `1e-5` (no dot) as a string; accept numeric strings for float fields.
         if isinstance(value, bool):
-            raise ConfigError(f"{key}: expected a float, got bool {value!r} ({_origin(source, key)})")
+            raise ConfigError(f"{key}: expected a float, got bool {value!r} ({origin(source, key)})")
         if isinstance(value, (int, float)):
             return float(value)
         if isinstance(value, str):
@@ -165,22 +172,22 @@ def _check(tp: Any, value: Any, key: str, source: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{key}: expected a float, got {type(value).__name__} {value!r} ({_origin(source, key)})")
+        raise ConfigError(f"{key}: expected a float, got {type(value).__name__} {value!r} ({origin(source, key)})")
     if tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected an int, got {type(value).__name__} {value!r} ({_origin(source, key)})")
+        raise ConfigError(f"{key}: expected an int, got {type(value).__name__} {value!r} ({origin(source, key)})")
     if tp is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"{key}: expected true or false, got {type(value).__name__} {value!r} ({_origin(source, key)})")
+        raise ConfigError(f"{key}: expected true or false, got {type(value).__name__} {value!r} ({origin(source, key)})")
     if tp is str:
         if isinstance(value, str):
             return value
-        raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r} ({_origin(source, key)})")
+        raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r} ({origin(source, key)})")
     if tp is Any:
         return value
-    raise ConfigError(f"{key}: unsupported config type {tp} ({_origin(source, key)})")
+    raise ConfigError(f"{key}: unsupported config type {tp} ({origin(source, key)})")
 
 
 def dump_config(cfg: Any) -> str:

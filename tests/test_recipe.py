@@ -133,6 +133,19 @@ def test_a_recipe_runs_its_stages_in_order_and_resumes_where_it_stopped(tiny_cfg
     monkeypatch.setattr(recipe, "train_stage", lambda *a: pytest.fail("a finished recipe trains nothing"))
     assert recipe.run_recipe(str(path), [], cfg, ENV) == records
 
+    # grporec eval on the GRPO checkpoint's directory (not its policy/), with the recipe's file and no overrides:
+    # the stage's own model, prompts and figures
+    checkpoint = run / "g" / "checkpoints" / "step-0000001"
+    assert evaluate.main(["--config", str(path), "--model", str(checkpoint), "--split", "valid", "--beams", "5",
+                          "--max-rows", "6", "--out", str(tmp_path / "ev")]) == 0
+    assert "[settings] data.max_history=1, as" in capsys.readouterr().out
+    again = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert again["model"] == str(checkpoint / "policy") and again["ndcg@5"] == records["g"]["valid"]["ndcg@5"]
+    item = load_data_catalog(cfg.data).items[0].item_id
+    assert recommend.main(["--config", str(path), "--model", str(checkpoint), "--history", item, "--k", "3", "--json"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    assert len(lines) == 1 and len(lines[0]["recommendations"]) == 3
+
 
 def test_a_stop_signal_ends_the_recipe_command_and_the_same_command_resumes(tiny_cfg, tmp_path):
     path, _ = recipe_config(tiny_cfg, tmp_path, "sft.train.max_steps=40", "sft.train.eval_steps=40")

@@ -31,7 +31,7 @@ class PolicyError(UserError):
 
 
 def load_tokenizer(path: str | Path, key: str = "model.path") -> PreTrainedTokenizerBase:
-    path = _model_dir(path, key)
+    path = model_dir(path, key)
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
     tok.padding_side = "left"
     if tok.pad_token is None:
@@ -49,7 +49,7 @@ def load_policy(path: str | Path, dtype: str = "float32", device: str | torch.de
         device: where to put the model.
         key: the setting that named the directory (model.path, sft.init, --model), for errors.
     """
-    path = _model_dir(path, key)
+    path = model_dir(path, key)
     tokenizer = load_tokenizer(path, key)
     try:
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=DTYPES[dtype], local_files_only=True)
@@ -63,13 +63,19 @@ def load_policy(path: str | Path, dtype: str = "float32", device: str | torch.de
     return model.to(device), tokenizer
 
 
-def _model_dir(path: str | Path, key: str = "model.path") -> Path:
+def model_dir(path: str | Path, key: str = "model.path") -> Path:
+    """The HF model directory `path` names: itself, or a GRPO checkpoint's `policy/` when `path` is
+    the checkpoint (`<run>/checkpoints/step-N`); a PolicyError naming `key` otherwise."""
     path = Path(path)
     if not path.is_dir():
         raise PolicyError(f"model directory not found: {path}; {how_to_make(key)}")
     if not (path / "config.json").is_file():
-        raise PolicyError(f"{path} is not a model directory (no config.json); {how_to_make(key)}")
+        if (path / "policy" / "config.json").is_file():
+            return path / "policy"  # a checkpoint: its model is policy/
+        raise PolicyError(f"{path} is not a model directory (no config.json, and no policy/ of a GRPO checkpoint in it); "
+                          f"{how_to_make(key)}")
     return path
+
 
 
 def extend_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sid_tokens: list[str],
