@@ -47,3 +47,21 @@ def test_small_demo_runs_every_stage(tmp_path, capsys):
     demo_main(["--config", str(ROOT / "configs" / "demo.yaml"), *small_demo_overrides(tmp_path)])
     again = capsys.readouterr().out
     assert "[sft] reusing" in again and "[grpo] reusing" in again
+
+
+def test_a_stop_during_sft_ends_the_demo_before_evaluation_and_grpo(tmp_path, capsys, monkeypatch):
+    """SIGTERM during SFT ends SFT with its checkpoint (tests/test_faults.py); the demo must then stop
+    too, not evaluate and run GRPO from the half-trained model."""
+    from grporec import demo
+
+    real_sft = demo.train_sft
+
+    def sft_stopped_after_its_checkpoint(cfg, env):
+        return {**real_sft(cfg, env), "stopped": True}
+
+    monkeypatch.setattr(demo, "train_sft", sft_stopped_after_its_checkpoint)
+    monkeypatch.setattr(demo, "grpo_train", lambda *a: (_ for _ in ()).throw(AssertionError("GRPO ran after a stop")))
+    args = ["--config", str(ROOT / "configs" / "demo.yaml"), *small_demo_overrides(tmp_path)]
+    assert demo_main(args) == 0
+    assert "stopped during sft" in capsys.readouterr().out
+    assert not (tmp_path / "demo" / "eval-sft").exists() and not (tmp_path / "demo" / "demo_results.json").exists()
