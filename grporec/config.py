@@ -202,6 +202,9 @@ class TrainConfig:
     eval_steps: int = 0  # evaluate on the valid split every N steps (0: never during training)
     save_steps: int = 0  # checkpoint every N steps (0: only at the end and on SIGTERM/SIGINT)
     save_total_limit: int = 2  # checkpoints kept (the newest ones)
+    # A fresh start in a used output_dir moves the earlier run's checkpoints to superseded-<time>/ and keeps them;
+    # true deletes every such set there when this run starts (the log says how many and how much).
+    drop_superseded: bool = False
     resume: str = "auto"  # "auto" (latest checkpoint in output_dir, if any), "none", or a checkpoint directory
     max_bad_steps: int = 5  # consecutive non-finite steps before the run stops
     stop_after: int = 0  # checkpoint and exit after this many steps of this session (0: run to the end); for time-limited jobs

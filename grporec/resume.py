@@ -21,6 +21,7 @@ from pathlib import Path
 from grporec import dist
 from grporec.checkpoint import STEP_DIR, checkpoint_root, latest_checkpoint, step_of
 from grporec.config import Config, load_config
+from grporec.disk import SUPERSEDED
 from grporec.errors import SettingsError
 
 # What a resumed run must share with its checkpoint: they fix the data order, the group layout, the prompts' ids
@@ -29,7 +30,6 @@ LORA_KEYS = ("model.lora.rank", "model.lora.target_modules", "model.lora.sid_row
 RESUME_KEYS = ("rl.num_generations", "train.prompts_per_step", "seed", "data.prompt_format", "data.prompt_text", *LORA_KEYS)
 SFT_RESUME_KEYS = ("sft.train.prompts_per_step", "sft.datasets", "seed", "data.prompt_format", "data.prompt_text",
                    "sft.select_on", *LORA_KEYS)
-SUPERSEDED = "superseded-"  # prefix of the directories a fresh run moves an earlier run's files into
 
 
 def new_run_id() -> str:

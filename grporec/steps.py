@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from grporec import dist
+from grporec import disk, dist
 from grporec.checkpoint import load_checkpoint
 from grporec.config import Config, TrainConfig, dump_config
 from grporec.errors import TrainingError
@@ -44,10 +44,29 @@ def start_run(out: Path, cfg: Config, tc: TrainConfig, env: dist.DistEnv, total_
     superseded = set_aside_superseded(out, resume, env, extra=aside)  # never mix with, or prune, another run's checkpoints
     if superseded:
         notes.append(f"{out} held another run's checkpoints: moved them to {superseded}")
+    if env.is_main:
+        notes.append(mind_the_disk(out, tc, key, model, reference, resume))
+    dist.barrier(env)
     if env.is_main:  # only now: a run that fails its checks leaves an existing run's config alone
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(dump_config(cfg))
     return Start(state, resume, [n for n in notes if n])
+
+
+def mind_the_disk(out: Path, tc: TrainConfig, key: str, model, reference, resume: Path | None) -> str:
+    """Drop superseded sets when asked, say what they hold, and refuse a run whose checkpoints will not fit
+    (grporec.disk); the line for the log ('' when there is nothing to say)."""
+    out.mkdir(parents=True, exist_ok=True)
+    note = ""
+    if tc.drop_superseded:
+        n, freed = disk.drop_superseded(out)
+        note = f"deleted {n} superseded checkpoint set(s) of earlier runs ({freed / disk.GIB:.2f} GiB; {key}.drop_superseded)" if n else ""
+    elif sets := disk.superseded_sets(out):
+        note = (f"{out} holds {len(sets)} superseded checkpoint set(s) of earlier runs, {disk.tree_bytes_of(sets) / disk.GIB:.2f} "
+                f"GiB ({key}.drop_superseded=true deletes them)")
+    existing = len([p for p in resume.parent.iterdir() if p.name.startswith("step-")]) if resume is not None else 0
+    disk.check_room(out, disk.checkpoint_bytes(model, reference), tc.save_total_limit, existing, key)
+    return note
 
 
 def count_update(state: dict, stepped: bool, tc: TrainConfig, what: str) -> None:
