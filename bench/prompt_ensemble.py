@@ -33,7 +33,7 @@ from grporec.config import Config, load_config  # noqa: E402
 from grporec.data.load import load_data_catalog, load_split  # noqa: E402
 from grporec.decode import beam_search, build_catalog_trie, left_pad  # noqa: E402
 from grporec.evaluate import eval_samples, sample_seen, split_transitions  # noqa: E402
-from grporec.logprobs import completion_logps  # noqa: E402
+from grporec.blend import sequence_logps  # noqa: E402
 from grporec.metrics import bucket_metrics, first_hit_rank, ranking_metrics  # noqa: E402
 from grporec.models.format import format_for  # noqa: E402
 from grporec.models.policy import load_policy  # noqa: E402
@@ -59,18 +59,6 @@ def union_candidates(rollouts, B: int, G: int) -> list[list[int]]:
                     seen.setdefault(lab, None)
         out.append(list(seen))
     return out
-
-
-@torch.no_grad()
-def sequence_logps(model, ids, mask, trie, cands: list[list[int]]) -> torch.Tensor:
-    """[B, N] exact sequence log-probabilities of each prompt's candidates (N = the longest list;
-    -inf where a shorter list is padded)."""
-    N = max(len(c) for c in cands)
-    labels = torch.tensor([c + [c[0]] * (N - len(c)) for c in cands], device=ids.device)  # [B, N]
-    comp, cmask = trie.path(labels.view(-1))
-    lp = (completion_logps(model, ids, mask, comp, cmask) * cmask).sum(-1).view(len(cands), N)
-    pad = torch.tensor([[j >= len(c) for j in range(N)] for c in cands], device=ids.device)
-    return lp.masked_fill(pad, float("-inf"))
 
 
 def combine(lpa: torch.Tensor, lpb: torch.Tensor, w: float, how: str) -> torch.Tensor:

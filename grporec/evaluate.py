@@ -152,6 +152,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
         ap.add_argument("--exact", action="store_true",
                         help="rank the whole catalog by exact sequence log-probability (one beam per SID: no beam-search "
                              "error; costs about catalog-size beams, minutes per 100 rows on a CPU); lists keep max(--ks)")
+        ap.add_argument("--blend-a", type=float, default=None, metavar="A",
+                        help="rank by the blend of the model with the training split's Markov counts, "
+                             "p = (c(last -> i) + A p_model(i)) / (c(last) + A) (grporec.blend; fit A on valid: bench/blend.py)")
         ap.add_argument("--batch", type=int, default=None, help="prompts per decode batch (default eval.batch_prompts)")
         ap.add_argument("--max-rows", type=int, default=None, help="only the first N rows (default eval.max_rows; -1: all)")
         ap.add_argument("--ks", type=int, nargs="+", default=None, metavar="K",
@@ -169,6 +172,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
             raise cli.UsageError(f"--max-rows / eval.max_rows must be a positive number of rows or -1 (all), got {max_rows}")
         if batch < 1:
             raise cli.UsageError(f"--batch / eval.batch_prompts must be at least 1, got {batch}")
+        if args.blend_a is not None and (not args.blend_a > 0 or args.exact):
+            raise cli.UsageError(f"--blend-a must be > 0 and without --exact, got {args.blend_a}" + (" with --exact" if args.exact else ""))
         from grporec.models.policy import model_dir
 
         args.model = str(model_dir(args.model, "--model"))  # a GRPO checkpoint's directory means its policy/
@@ -212,14 +217,25 @@ def run_evaluation(cfg: Config, args, env, out: Path, max_rows: int, batch: int)
     t0 = time.perf_counter()
     transitions = split_transitions(cfg, catalog) if cfg.data.train_file else None
     beams = exact_beams(trie) if args.exact else args.beams
-    metrics, preds = evaluate(model, fmt, trie, samples, beams, batch, env, catalog, ks=tuple(args.ks),
-                              progress=cfg.train.progress and sys.stderr.isatty(), transitions=transitions,
-                              keep=max(args.ks) if args.exact else None)
+    if args.blend_a is not None:  # the blended recommender: the model's beams and the Markov counts (grporec.blend)
+        from grporec.blend import blend_rank, score_candidates
+        from grporec.metrics import transition_counts
+
+        follows = transition_counts(load_split(cfg.data, "train", catalog))
+        with dist.autocast(env, cfg.train.mixed_precision):
+            scored = score_candidates(model.eval(), fmt, trie, samples, follows, beams, batch, env.device)
+        preds = blend_rank(scored, trie.names, args.blend_a, beams)
+        metrics = score(preds, samples, beams, catalog, tuple(args.ks), transitions)
+    else:
+        metrics, preds = evaluate(model, fmt, trie, samples, beams, batch, env, catalog, ks=tuple(args.ks),
+                                  progress=cfg.train.progress and sys.stderr.isatty(), transitions=transitions,
+                                  keep=max(args.ks) if args.exact else None)
     metrics["seconds"] = time.perf_counter() - t0
     metrics["rows_per_s"] = len(samples) / metrics["seconds"]
     if env.is_main:
         write_outputs(out, metrics, preds, samples, {"model": args.model, "split": args.split, "beams": "exact" if args.exact else args.beams,
-                                                     "prompt_style": cfg.eval.prompt_style, "prompt_format": fmt.name})
+                                                     "prompt_style": cfg.eval.prompt_style, "prompt_format": fmt.name,
+                                                     "blend_a": args.blend_a})
         print(format_metrics(metrics))
         print(f"[evaluate] {len(samples)} rows in {metrics['seconds']:.1f} s; wrote {out / 'metrics.json'} and "
               f"{out / 'predictions.json'}")
