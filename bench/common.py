@@ -28,14 +28,16 @@ QWEN05 = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num
               num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1000000.0, tie_word_embeddings=True)
 QWEN15 = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
               num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1000000.0, tie_word_embeddings=True)
-SHAPES = {"qwen2.5-0.5b": QWEN05, "qwen2.5-1.5b": QWEN15}  # the real architectures (random weights)
+# The 0.5B shape's depth and heads at tiny widths (head size 4): its host cost (ops per step) with negligible compute.
+NARROW = dict(QWEN05, hidden_size=56, intermediate_size=64)
+SHAPES = {"qwen2.5-0.5b": QWEN05, "qwen2.5-1.5b": QWEN15, "narrow": NARROW}  # random weights
 
 
 def model_arguments(description: str) -> argparse.ArgumentParser:
     """A parser with the options every benchmark takes (data, model shape, device, dtype, threads)."""
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--data", choices=["industrial-like", "office"], default="industrial-like")
-    ap.add_argument("--shape", choices=["tiny", *SHAPES], default="tiny")
+    ap.add_argument("--shape", choices=["tiny", *SHAPES], default="tiny", help="narrow: the 0.5B depth and heads, tiny widths")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     ap.add_argument("--threads", type=int, default=2)
@@ -69,9 +71,10 @@ def build_model(shape: str, catalog, rows, dtype, device):
     else:  # a Qwen2.5 architecture with its real vocabulary, random weights; a stand-in BPE tokenizer (speed only)
         tok = train_tiny_tokenizer(texts, [], vocab_size=2000)
         torch.manual_seed(0)
-        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=151936, **SHAPES[shape]))
+        vocab = 2000 if shape == "narrow" else 151936  # narrow: no 152k-wide head, whose FLOPs would not be negligible
+        model = Qwen2ForCausalLM(Qwen2Config(vocab_size=vocab, **SHAPES[shape]))
         extend_policy(model, tok, catalog.sid_tokens)
-        model.resize_token_embeddings(151936 + len(catalog.sid_tokens))
+        model.resize_token_embeddings(vocab + len(catalog.sid_tokens))
     return model.to(device=device, dtype=dtype).eval(), tok
 
 

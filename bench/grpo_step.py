@@ -117,7 +117,17 @@ def run(args) -> dict:
         loop.roll_out, loop.add_logps = meter.wrap(loop.roll_out, "rollout"), meter.wrap(loop.add_logps, "reference")
         loop.policy_backward = meter.wrap(loop.policy_backward, "policy")
         torch.cuda.reset_peak_memory_stats()
-    summary = loop.train(cfg, dist.DistEnv(0, 1, 0, device))
+    counter = None
+    if args.count_ops:  # ops dispatched per phase, under bf16 autocast as a GPU computes (bench/host_ops.py)
+        from host_ops import OpCounter, autocast_for
+
+        counter = OpCounter()
+        loop.roll_out, loop.add_logps = counter.wrap(loop.roll_out, "rollout"), counter.wrap(loop.add_logps, "reference")
+        loop.policy_backward = counter.wrap(loop.policy_backward, "policy")
+        with counter, autocast_for(device):
+            summary = loop.train(cfg, dist.DistEnv(0, 1, 0, device))
+    else:
+        summary = loop.train(cfg, dist.DistEnv(0, 1, 0, device))
     timed = list(range(1, len(summary["history"]))) or [0]
     mean = {k: sum(summary["history"][i][f"time/{k}"] for i in timed) / len(timed) for k in PHASES}
     step = sum(mean.values())
@@ -134,6 +144,7 @@ def run(args) -> dict:
         "model_compute_share": sum(mean[k] for k in MODEL_PHASES) / step, "achieved": achieved,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
         "phase_peak_memory_gib": meter.peaks or None, "steps_timed": len(timed), "history": summary["history"],
+        "ops": counter.summary(len(summary["history"])) if counter else None,
     }
 
 
@@ -149,6 +160,9 @@ def describe(r: dict) -> str:
                      + (f"  peak {mem:.1f} GiB" if mem else ""))
     lines.append(f"  step       {r['step_s']:8.3f} s   {r['completions_per_s']:.0f} completions/s   model compute "
                  f"{r['model_compute_share']:.1%}" + (f"   peak {r['peak_memory_gib']:.1f} GiB" if r["peak_memory_gib"] else ""))
+    for phase, o in (r.get("ops") or {}).items():
+        lines.append(f"  ops {phase:10s} {o['work_per_step']:9.0f} work-launching ({o['total_per_step']:.0f} with views), "
+                     f"{o['syncs_per_step']:.0f} host syncs per step")
     return "\n".join(lines)
 
 
@@ -184,6 +198,11 @@ def compare(args) -> dict:
         out[label] = rep
     out["speedup"] = {k: out["old"]["phases_s"][k] / out["new"]["phases_s"][k] for k in MODEL_PHASES}
     out["speedup"]["step"] = out["old"]["step_s"] / out["new"]["step_s"]
+    if out["old"].get("ops") and out["new"].get("ops"):  # --count-ops: work-launching ops per step, old / new
+        out["ops_ratio"] = {k: out["old"]["ops"][k]["work_per_step"] / out["new"]["ops"][k]["work_per_step"]
+                            for k in out["new"]["ops"] if k in out["old"]["ops"]}
+        out["ops_ratio"]["step"] = (sum(o["work_per_step"] for o in out["old"]["ops"].values())
+                                    / sum(o["work_per_step"] for o in out["new"]["ops"].values()))
     if out["old"]["peak_memory_gib"]:
         out["memory_ratio"] = out["new"]["peak_memory_gib"] / out["old"]["peak_memory_gib"]
     return out
@@ -211,6 +230,8 @@ def main():
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's bf16 peak, when its name is not known")
     ap.add_argument("--compare", default=None, metavar="REV", help="also time the code at git revision REV, side by side")
     ap.add_argument("--code", default=None, help=argparse.SUPPRESS)  # set by --compare for its child processes
+    ap.add_argument("--count-ops", action="store_true", help="count the aten ops each phase dispatches (under bf16 "
+                    "autocast; the counting slows the run, so its times are not the plain step's)")
     ap.add_argument("--workdir", default="runs/bench-grpo-step")
     ap.add_argument("--out", default="bench/results/grpo_step.json")
     args = ap.parse_args()
@@ -220,6 +241,8 @@ def main():
             print(describe(report[label]))
         print("speed-up (old / new): " + "  ".join(f"{k} {v:.2f}x" for k, v in report["speedup"].items())
               + (f"   memory new/old {report['memory_ratio']:.2f}" if "memory_ratio" in report else ""))
+        if "ops_ratio" in report:
+            print("work-launching ops (old / new): " + "  ".join(f"{k} {v:.2f}x" for k, v in report["ops_ratio"].items()))
     else:
         report = run(args)
         print(describe(report))

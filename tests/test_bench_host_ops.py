@@ -1,0 +1,32 @@
+"""bench/host_ops.py: the op counter behind the host-cost proxy (issue 35), on computations counted by hand."""
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+import host_ops as H  # noqa: E402
+
+
+def test_views_launch_no_work_and_in_place_ops_do():
+    assert H.is_metadata_only(torch.ops.aten.view.default) and H.is_metadata_only(torch.ops.aten.transpose.int)
+    assert not H.is_metadata_only(torch.ops.aten.add.Tensor)
+    assert not H.is_metadata_only(torch.ops.aten.add_.Tensor)  # writes its input: work, though it aliases
+
+
+def test_the_counter_counts_each_phase_by_hand():
+    counter = H.OpCounter()
+    x, y = torch.ones(2, 3), torch.ones(2, 3)
+
+    def body():
+        z = x + y  # add: work
+        z = z.view(-1)  # view: metadata only
+        return z.sum().item()  # sum: work; item: a host sync (_local_scalar_dense), which is work too
+
+    with counter:
+        assert counter.wrap(body, "a")() == 12.0
+        x * y  # outside any phase: not counted
+    s = counter.summary(steps=1)
+    assert set(s) == {"a"}
+    assert (s["a"]["total_per_step"], s["a"]["work_per_step"], s["a"]["syncs_per_step"]) == (4, 3, 1)
+    assert s["a"]["top_work_ops"] == {"aten.add.Tensor": 1, "aten.sum.default": 1, "aten._local_scalar_dense.default": 1}
