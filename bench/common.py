@@ -14,7 +14,8 @@ import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 from transformers.utils import logging as hf_logging
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if str(Path(__file__).resolve().parents[1]) not in sys.path:  # after, never before, a checkout a benchmark chose
+    sys.path.append(str(Path(__file__).resolve().parents[1]))   # (grpo_step.py --code: the old code of --compare)
 from grporec.config import TinyModelConfig  # noqa: E402
 from grporec.data import datasets as D  # noqa: E402
 from grporec.data import synth  # noqa: E402

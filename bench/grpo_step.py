@@ -38,6 +38,12 @@ import torch  # noqa: E402
 import flops as F  # noqa: E402
 from common import PhasePeak, build_model, load_data, model_arguments, setup  # noqa: E402
 
+import grporec  # noqa: E402
+
+# The checkout whose grporec this process runs: --compare's old code must be what its child imports (until
+# this was checked, bench/common.py put the working tree first and both sides of --compare ran the same code).
+CODE = Path(grporec.__file__).resolve().parents[1]
+
 PHASES = ("rollout", "reward", "reference", "policy", "optimizer")
 MODEL_PHASES = ("rollout", "reference", "policy")
 
@@ -139,7 +145,7 @@ def run(args) -> dict:
         achieved[k] = {"flops": f, "tflop_per_s": f / mean[k] / 1e12, "mfu": f / mean[k] / peak if peak else None}
     return {
         "config": vars(args), "platform": platform.platform(), "torch": torch.__version__, "device_name": name,
-        "code": args.code or str(REPO), "peak_bf16_tflop_per_s": peak / 1e12 if peak else None,
+        "code": str(CODE), "peak_bf16_tflop_per_s": peak / 1e12 if peak else None,
         "phases_s": mean, "step_s": step, "completions_per_s": args.prompts * args.generations / step,
         "model_compute_share": sum(mean[k] for k in MODEL_PHASES) / step, "achieved": achieved,
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
@@ -234,7 +240,13 @@ def main():
                     "autocast; the counting slows the run, so its times are not the plain step's)")
     ap.add_argument("--workdir", default="runs/bench-grpo-step")
     ap.add_argument("--out", default="bench/results/grpo_step.json")
+    ap.add_argument("--print-code", action="store_true", help=argparse.SUPPRESS)  # which checkout runs (tests)
     args = ap.parse_args()
+    if args.print_code:
+        print(CODE)
+        return
+    if args.code and CODE != Path(args.code).resolve():
+        raise SystemExit(f"--code {args.code}: this process imported grporec from {CODE}")
     if args.compare:
         report = compare(args)
         for label in ("old", "new"):

@@ -30,3 +30,20 @@ def test_the_counter_counts_each_phase_by_hand():
     assert set(s) == {"a"}
     assert (s["a"]["total_per_step"], s["a"]["work_per_step"], s["a"]["syncs_per_step"]) == (4, 3, 1)
     assert s["a"]["top_work_ops"] == {"aten.add.Tensor": 1, "aten.sum.default": 1, "aten._local_scalar_dense.default": 1}
+
+
+def test_grpo_step_compare_runs_the_old_code_it_names(tmp_path):
+    """--compare's child for the old revision runs with --code DIR: it must import grporec from DIR, not
+    the working tree (bench/common.py once put the working tree first, so both sides ran the same code)."""
+    import shutil
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copytree(root / "grporec", tmp_path / "old" / "grporec", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in __import__("os").environ.items() if k != "PYTHONPATH"}
+    run = lambda *a: subprocess.run([sys.executable, str(root / "bench" / "grpo_step.py"), *a, "--print-code"],  # noqa: E731
+                                    capture_output=True, text=True, env=env, timeout=120)
+    old = run("--code", str(tmp_path / "old"))
+    assert old.returncode == 0, old.stderr
+    assert old.stdout.strip() == str((tmp_path / "old").resolve())
+    assert run().stdout.strip() == str(root)
