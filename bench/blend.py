@@ -48,31 +48,36 @@ def main() -> int:
     ap.add_argument("--beams", type=int, default=20)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--grid", type=float, nargs="+", default=GRID)
-    ap.add_argument("--max-rows", type=int, default=-1)
+    ap.add_argument("--max-rows", type=int, default=None, help="the first N rows of each split (default eval.max_rows)")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", required=True)
     args, cfg = cli.parse_config(ap, sys.argv[1:], Config)
     args.model = str(model_dir(args.model, "--model"))
     cfg = cli.adopt_model_settings(cfg, args.model, "--model", args.overrides)
     cli.quiet_transformers()
     catalog = load_data_catalog(cfg.data)
-    model, tok = load_policy(args.model, "float32", "cpu", key="--model")
+    model, tok = load_policy(args.model, "float32", args.device, key="--model")
     fmt = format_for(tok, cfg.data.prompt_format, args.model, key="--model", max_prompt_tokens=cfg.data.max_prompt_tokens)
-    trie = build_catalog_trie(fmt, catalog.sids)
+    trie = build_catalog_trie(fmt, catalog.sids, args.device)
     follows = transition_counts(load_split(cfg.data, "train", catalog))
     transitions = split_transitions(cfg, catalog)
+    args.max_rows = cfg.eval.max_rows if args.max_rows is None else args.max_rows
     report = {"model": args.model, "beams": args.beams, "grid": args.grid, "overrides": args.overrides, "splits": {}}
     chosen = None
     for split in ("valid", "test"):
         t0 = time.perf_counter()
         samples = eval_samples(cfg, load_split(cfg.data, split, catalog), args.max_rows)
-        scored = score_candidates(model.eval(), fmt, trie, samples, follows, args.beams, args.batch, "cpu")
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.device.startswith("cuda")):  # as grporec eval on a GPU
+            scored = score_candidates(model.eval(), fmt, trie, samples, follows, args.beams, args.batch, args.device)
         rows = {f"blend a={a:g}": score(blend_rank(scored, trie.names, a, args.beams), samples, args.beams, catalog, KS, transitions)
                 for a in args.grid}
         base = evaluate_baselines(cfg, split, args.beams, args.max_rows)["markov"]
         if chosen is None:  # valid: the a with the best NDCG@10
             chosen = max(args.grid, key=lambda a: rows[f"blend a={a:g}"]["ndcg@10"])
+        best = rows[f"blend a={chosen:g}"]
         report["splits"][split] = {"seconds": time.perf_counter() - t0, "chosen_a": chosen, "markov": figures(base),
                                    "candidates_mean": sum(len(c.labels) for c in scored) / len(scored),
+                                   "chosen": {**figures(best), "ranks": best["ranks"]},  # per row, for paired differences
                                    **{name: figures(m) for name, m in rows.items()}}
         print(f"[blend] {split}: markov {base['ndcg@10']:.4f}; " + "; ".join(f"{n} {m['ndcg@10']:.4f}" for n, m in rows.items())
               + f"; chosen a={chosen:g}", flush=True)

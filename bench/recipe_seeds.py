@@ -40,7 +40,9 @@ from grporec.recipe import check_recipe  # noqa: E402
 SPLITS = ("valid", "test")
 SASREC_TUNED = ["hidden=128", "blocks=2", "dropout=0.2", "weight_decay=0.1"]  # bench/results/sasrec_tuned_office.json
 # (a, b): the differences b - a the results claim, by row name
-PAIRS = (("sft", "grpo"), ("markov", "sft"), ("sasrec_tuned", "sft"), ("markov", "grpo"), ("sasrec_tuned", "grpo"))
+PAIRS = (("sft", "grpo"), ("markov", "sft"), ("sasrec_tuned", "sft"), ("markov", "grpo"), ("sasrec_tuned", "grpo"),
+         ("markov", "blend"), ("sasrec_tuned", "blend"), ("blend_sft", "blend"))
+BLEND_ROWS = {"sft": "blend_sft", "grpo": "blend"}  # the blend (bench/blend.py, a chosen on valid) from each of these rows
 
 
 def metric_values(m: dict) -> dict:
@@ -49,6 +51,8 @@ def metric_values(m: dict) -> dict:
     for part in ("seen", "unseen"):
         if part in m and m[part]["rows"]:
             out[f"ndcg@10_{part}"] = m[part]["ndcg@10"]
+        elif f"ndcg@10_{part}" in m:  # bench/blend.py's figures, already flat
+            out[f"ndcg@10_{part}"] = m[f"ndcg@10_{part}"]
     return out
 
 
@@ -103,6 +107,14 @@ def launch(args, job: tuple[str, int], root: Path) -> int:
     t0 = time.perf_counter()
     with (d / f"{kind}.log").open("a") as f:
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=os.getcwd()).returncode
+        if kind == "recipe" and rc == 0 and args.blend:  # the blended recommender from the final SFT and GRPO models
+            for row, stage in stage_rows(load_config(args.config, args.overrides).recipe).items():
+                if row in BLEND_ROWS and not (d / f"blend_{row}.json").is_file():
+                    model = json.loads((d / stage / "stage.json").read_text())["model"]
+                    cmd = [sys.executable, str(Path(__file__).resolve().parent / "blend.py"), "--config", args.config,
+                           "--model", model, "--device", args.device, "--threads", str(args.threads), "--out",
+                           str(d / f"blend_{row}.json"), *args.overrides, f"seed={seed}", f"output_dir={d}"]
+                    rc = rc or subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=os.getcwd()).returncode
     status = "done" if rc == 0 else f"FAILED (rc {rc}), see {d / f'{kind}.log'}"
     print(f"[recipe-seeds] {kind} seed {seed}: {status} in {time.perf_counter() - t0:.0f} s", flush=True)
     return rc
@@ -120,13 +132,17 @@ def collect(cfg, root: Path, seeds: list[int]) -> tuple[dict, dict, dict, list[s
         if (d / "sasrec_tuned.json").is_file():
             sas = json.loads((d / "sasrec_tuned.json").read_text())
             found.setdefault("sasrec_tuned", {})[seed] = {split: (sas[split], sas[split]["ranks"]) for split in SPLITS}
+        for row, name in BLEND_ROWS.items():
+            if (d / f"blend_{row}.json").is_file():
+                b = json.loads((d / f"blend_{row}.json").read_text())["splits"]
+                found.setdefault(name, {})[seed] = {split: (b[split]["chosen"], b[split]["chosen"]["ranks"]) for split in SPLITS}
         for row, stage in stage_rows(cfg.recipe).items():
             if (d / stage / "stage.json").is_file():
                 record = json.loads((d / stage / "stage.json").read_text())
                 stage_ranks = json.loads((d / stage / "ranks.json").read_text())
                 found.setdefault(row, {})[seed] = {split: (record[split], stage_ranks[split]) for split in SPLITS}
                 found[row][seed]["seconds"] = record["seconds"]
-    names = ["most_popular", "markov", "sasrec_tuned", *stage_rows(cfg.recipe)]
+    names = ["most_popular", "markov", "sasrec_tuned", *stage_rows(cfg.recipe), *BLEND_ROWS.values()]
     rows, ranks, seconds = {}, {}, {seed: {} for seed in seeds}
     for name in names:
         if len(found.get(name, {})) < len(seeds):
@@ -179,6 +195,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--jobs", type=int, default=1, help="runs at once (subprocesses)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--no-blend", dest="blend", action="store_false", help="no blend rows (bench/blend.py per seed)")
     ap.add_argument("--sasrec", nargs="*", default=SASREC_TUNED, help="SASRec settings, KEY=VALUE of the sasrec section")
     ap.add_argument("--device-name", default=None, help="the device the runs used, for the report (with --collect)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "recipe_office.json"))
@@ -195,8 +212,14 @@ def main(argv: list[str]) -> None:
     root = Path(cfg.output_dir)
     t0 = time.perf_counter()
     ensure_derived_data(cfg)  # once, before the runs that read it
-    todo = [] if args.collect else [(kind, s) for kind in ("recipe", "sasrec") for s in args.seeds  # the long runs first
-            if not (seed_dir(root, s) / ("recipe_results.json" if kind == "recipe" else "sasrec_tuned.json")).is_file()]
+    def done(kind: str, seed: int) -> bool:
+        d = seed_dir(root, seed)
+        if kind == "sasrec":
+            return (d / "sasrec_tuned.json").is_file()
+        return (d / "recipe_results.json").is_file() and (not args.blend or all((d / f"blend_{r}.json").is_file()
+                                                                                for r in BLEND_ROWS if r in stage_rows(cfg.recipe)))
+
+    todo = [] if args.collect else [(kind, s) for kind in ("recipe", "sasrec") for s in args.seeds if not done(kind, s)]  # long ones first
     print(f"[recipe-seeds] {len(todo)} runs to do ({args.jobs} at once, {args.threads} threads each)", flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
         failed = [j for j, rc in zip(todo, pool.map(lambda j: launch(args, j, root), todo)) if rc != 0]
