@@ -307,7 +307,7 @@ _RANGES = {
     "betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two values in [0, 1)"),
     "cut-offs": (lambda v: len(v) > 0 and all(k >= 1 for k in v), "positive cut-offs"),
 }
-_TRAIN_RANGES = {"lr": "positive", "weight_decay": "non-negative", "adam_betas": "betas", "warmup_ratio": "fraction",
+_TRAIN_RANGES = {"lr": "non-negative",  # 0 is a legitimate check that nothing moves; SFT asks for > 0 below "weight_decay": "non-negative", "adam_betas": "betas", "warmup_ratio": "fraction",
                  "schedule_steps": "non-negative", "max_grad_norm": "positive", "prompts_per_step": "at least 1",
                  "micro_batch_prompts": "at least 1", "rollout_batch_prompts": "at least 1", "logps_batch_prompts": "non-negative",
                  "epochs": "at least 1", "max_steps": "steps", "log_steps": "at least 1", "eval_steps": "non-negative",
@@ -315,6 +315,7 @@ _TRAIN_RANGES = {"lr": "positive", "weight_decay": "non-negative", "adam_betas":
                  "stop_after": "non-negative"}
 VALUE_RANGES = {
     **{f"train.{k}": v for k, v in _TRAIN_RANGES.items()}, **{f"sft.train.{k}": v for k, v in _TRAIN_RANGES.items()},
+    "sft.train.lr": "positive",
     "data.seq_title_samples": "non-negative", "data.max_history": "at least 1", "data.max_prompt_tokens": "at least 1",
     "model.pad_vocab_to_multiple_of": "at least 1", "model.tiny.hidden_size": "at least 1", "model.tiny.num_layers": "at least 1",
     "model.tiny.num_heads": "at least 1", "model.tiny.num_kv_heads": "at least 1", "model.tiny.intermediate_size": "at least 1",

@@ -174,10 +174,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
             raise cli.UsageError(f"--batch / eval.batch_prompts must be at least 1, got {batch}")
         if args.blend_a is not None and (not args.blend_a > 0 or args.exact):
             raise cli.UsageError(f"--blend-a must be > 0 and without --exact, got {args.blend_a}" + (" with --exact" if args.exact else ""))
-        from grporec.models.policy import model_dir
-
-        args.model = str(model_dir(args.model, "--model"))  # a GRPO checkpoint's directory means its policy/
-        cfg = cli.adopt_model_settings(cfg, args.model, "--model", args.overrides)
         cli.quiet_transformers()
         out = Path(args.out or Path(cfg.output_dir) / f"eval-{args.split}")
         env = dist.setup()
@@ -185,7 +181,10 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
         def work():
             if env.is_main:  # find out now, not after the evaluation, whether the results can be written
                 ensure_writable(out)
-            run_evaluation(cfg, args, env, out, max_rows, batch)
+            from grporec.models.policy import model_dir
+
+            args.model = str(model_dir(args.model, "--model"))  # a GRPO checkpoint's directory means its policy/
+            run_evaluation(cli.adopt_model_settings(cfg, args.model, "--model", args.overrides), args, env, out, max_rows, batch)
 
         dist.run_ranked(env, work)  # a failure on any rank ends every rank
 

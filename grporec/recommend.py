@@ -139,14 +139,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.recommend
             raise cli.UsageError("give exactly one of --history ITEM ... and --input FILE")
         if args.k < 1:
             raise cli.UsageError(f"--k must be at least 1, got {args.k}")
-        from grporec.models.policy import model_dir
-
-        args.model = str(model_dir(args.model, "--model"))  # a GRPO checkpoint's directory means its policy/
-        cfg = cli.adopt_model_settings(cfg, args.model, "--model", args.overrides)
         from grporec.data.load import load_data_catalog
 
         catalog = load_data_catalog(cfg.data)
         histories = read_histories(args, catalog)  # every entry checked before the model is loaded
+        from grporec.models.policy import model_dir
+
+        args.model = str(model_dir(args.model, "--model"))  # a GRPO checkpoint's directory means its policy/
+        cfg = cli.adopt_model_settings(cfg, args.model, "--model", args.overrides)
         cli.quiet_transformers()
         from grporec.decode import build_catalog_trie
         from grporec.models.format import format_for

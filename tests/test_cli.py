@@ -62,7 +62,7 @@ def test_debug_shows_the_traceback(tmp_path):
 
 @pytest.mark.parametrize("module", ["grporec.loop", "grporec.demo"])
 @pytest.mark.parametrize("override, message", [
-    ("train.lr=-1", "train.lr must be > 0, got -1.0 (on the command line)"),
+    ("train.lr=-1", "train.lr must be >= 0, got -1.0 (on the command line)"),
     ("rl.beta=-0.5", "rl.beta must be >= 0, got -0.5 (on the command line)"),
     ("rl.num_generations=0", "rl.num_generations must be at least 2, got 0 (on the command line)"),
     ("trian.lr=1", "unknown key trian (on the command line)"),
@@ -77,7 +77,7 @@ def test_an_impossible_value_is_one_line_before_anything_loads(module, override,
 def test_a_value_range_error_names_the_file_that_set_it(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path(TINY).read_text().replace("  lr: 1.0e-3\n", "  lr: -1.0e-3\n"))
-    with pytest.raises(ConfigError, match=r"train.lr must be > 0, got -0.001 \(in .*bad\.yaml\)"):
+    with pytest.raises(ConfigError, match=r"train.lr must be >= 0, got -0.001 \(in .*bad\.yaml\)"):
         load_config(bad)
     with pytest.raises(ConfigError, match=r"sft.dropout must be in \[0, 1\), got 1.5 \(on the command line\)"):
         load_config(TINY, ["sft.dropout=1.5"])

@@ -1,11 +1,13 @@
 """sft.dropout: residual dropout where GPT-2 and SASRec have it, in training mode only."""
 import copy
+import dataclasses
 
 import pytest
 import torch
 from torch import nn
 
 from grporec import sft
+from grporec.config import ConfigError
 from grporec.errors import SettingsError
 from grporec.models.dropout import add_residual_dropout
 from grporec.models.recompute import enable_activation_checkpointing
@@ -96,6 +98,8 @@ def test_sft_builds_its_model_with_the_configured_dropout(tiny_cfg, tiny_catalog
 
 
 def test_bad_dropout_names_the_key(tiny_cfg):
-    cfg = tiny_loop_cfg(tiny_cfg, "unused", "unused", "sft.dropout=-0.1")
-    with pytest.raises(SettingsError, match=r"sft.dropout must be in \[0, 1\), got -0.1"):
+    with pytest.raises(ConfigError, match=r"sft.dropout must be in \[0, 1\), got -0.1 \(on the command line\)"):
+        tiny_loop_cfg(tiny_cfg, "unused", "unused", "sft.dropout=-0.1")  # refused as the config loads
+    cfg = dataclasses.replace(tiny_cfg, sft=dataclasses.replace(tiny_cfg.sft, dropout=-0.1))  # built in code: SFT refuses it
+    with pytest.raises(ConfigError, match=r"sft.dropout must be in \[0, 1\), got -0.1 \(in the config\)"):
         sft.check_sft_settings(cfg)

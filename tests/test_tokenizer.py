@@ -52,7 +52,7 @@ def test_load_policy_errors(tmp_path):
     with pytest.raises(PolicyError, match=r"model directory not found: .*nothing.*python -m grporec.sft"):
         load_policy(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(PolicyError, match=r"empty is not a model directory \(no config.json\)"):
+    with pytest.raises(PolicyError, match=r"empty is not a model directory \(no config.json, and no policy/ of a GRPO checkpoint in it\)"):
         load_policy(tmp_path / "empty")
 
 
