@@ -60,12 +60,11 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in r.stderr
 
 
-@pytest.mark.parametrize("module", ["grporec.loop", "grporec.demo"])
-@pytest.mark.parametrize("override, message", [
-    ("train.lr=-1", "train.lr must be >= 0, got -1.0 (on the command line)"),
-    ("rl.beta=-0.5", "rl.beta must be >= 0, got -0.5 (on the command line)"),
-    ("rl.num_generations=0", "rl.num_generations must be at least 2, got 0 (on the command line)"),
-    ("trian.lr=1", "unknown key trian (on the command line)"),
+@pytest.mark.parametrize("module, override, message", [
+    ("grporec.loop", "train.lr=-1", "train.lr must be >= 0, got -1.0 (on the command line)"),
+    ("grporec.loop", "rl.beta=-0.5", "rl.beta must be >= 0, got -0.5 (on the command line)"),
+    ("grporec.demo", "rl.num_generations=0", "rl.num_generations must be at least 2, got 0 (on the command line)"),
+    ("grporec.demo", "trian.lr=1", "unknown key trian (on the command line)"),
 ])
 def test_an_impossible_value_is_one_line_before_anything_loads(module, override, message, tmp_path):
     r = run(module, "--config", TINY, override, cwd=tmp_path)
