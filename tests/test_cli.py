@@ -73,15 +73,6 @@ def test_an_impossible_value_is_one_line_before_anything_loads(module, override,
     assert not list(tmp_path.rglob("config.yaml"))  # nothing written: the check runs as the config loads
 
 
-def test_a_value_range_error_names_the_file_that_set_it(tmp_path):
-    bad = tmp_path / "bad.yaml"
-    bad.write_text(Path(TINY).read_text().replace("  lr: 1.0e-3\n", "  lr: -1.0e-3\n"))
-    with pytest.raises(ConfigError, match=r"train.lr must be >= 0, got -0.001 \(in .*bad\.yaml\)"):
-        load_config(bad)
-    with pytest.raises(ConfigError, match=r"sft.dropout must be in \[0, 1\), got 1.5 \(on the command line\)"):
-        load_config(TINY, ["sft.dropout=1.5"])
-
-
 def test_config_errors_say_whether_the_file_or_the_command_line_is_wrong(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(Path(TINY).read_text().replace("seed: 0", "seed: x"))
@@ -89,6 +80,12 @@ def test_config_errors_say_whether_the_file_or_the_command_line_is_wrong(tmp_pat
         load_config(bad)
     with pytest.raises(ConfigError, match=r"train.lr: expected a float, got str 'fast' \(on the command line\)"):
         load_config(TINY, ["train.lr=fast"])
+    # a value out of its range (config.VALUE_RANGES), likewise
+    bad.write_text(Path(TINY).read_text().replace("  lr: 1.0e-3\n", "  lr: -1.0e-3\n"))
+    with pytest.raises(ConfigError, match=r"train.lr must be >= 0, got -0.001 \(in .*bad\.yaml\)"):
+        load_config(bad)
+    with pytest.raises(ConfigError, match=r"sft.dropout must be in \[0, 1\), got 1.5 \(on the command line\)"):
+        load_config(TINY, ["sft.dropout=1.5"])
 
 
 def test_evaluate_checks_its_output_directory_before_any_work(tmp_path):
