@@ -307,7 +307,8 @@ _RANGES = {
     "betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two values in [0, 1)"),
     "cut-offs": (lambda v: len(v) > 0 and all(k >= 1 for k in v), "positive cut-offs"),
 }
-_TRAIN_RANGES = {"lr": "non-negative",  # 0 is a legitimate check that nothing moves; SFT asks for > 0 below "weight_decay": "non-negative", "adam_betas": "betas", "warmup_ratio": "fraction",
+# lr 0 is a legitimate run that must not move (a check); SFT asks for > 0 (VALUE_RANGES below).
+_TRAIN_RANGES = {"lr": "non-negative", "weight_decay": "non-negative", "adam_betas": "betas", "warmup_ratio": "fraction",
                  "schedule_steps": "non-negative", "max_grad_norm": "positive", "prompts_per_step": "at least 1",
                  "micro_batch_prompts": "at least 1", "rollout_batch_prompts": "at least 1", "logps_batch_prompts": "non-negative",
                  "epochs": "at least 1", "max_steps": "steps", "log_steps": "at least 1", "eval_steps": "non-negative",

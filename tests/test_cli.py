@@ -86,6 +86,11 @@ def test_config_errors_say_whether_the_file_or_the_command_line_is_wrong(tmp_pat
         load_config(bad)
     with pytest.raises(ConfigError, match=r"sft.dropout must be in \[0, 1\), got 1.5 \(on the command line\)"):
         load_config(TINY, ["sft.dropout=1.5"])
+    for override, message in (("train.adam_betas=[0.9]", r"train.adam_betas must be two values in \[0, 1\), got \[0.9\]"),
+                              ("sft.train.weight_decay=-1", r"sft.train.weight_decay must be >= 0, got -1.0"),
+                              ("train.warmup_ratio=2", r"train.warmup_ratio must be in \[0, 1\], got 2.0")):
+        with pytest.raises(ConfigError, match=message):
+            load_config(TINY, [override])
 
 
 def test_evaluate_checks_its_output_directory_before_any_work(tmp_path):
