@@ -77,23 +77,23 @@ def set_aside_superseded(output_dir: str | Path, resume: Path | None, env: dist.
     return None if moved_to is None else Path(moved_to)
 
 
-def check_resumable(checkpoint: Path, cfg: Config, total_steps: int, keys=RESUME_KEYS, key: str = "train") -> None:
+def check_resumable(checkpoint: Path, cfg: Config, total_steps: int, keys=RESUME_KEYS, section: str = "train") -> None:
     """Refuse to resume a checkpoint written with other batch settings, or one already past the end;
-    `key` is the run's training section (`train`, or `sft.train` under SFT), for the messages."""
+    `section` is the run's training section (`train`, or `sft.train` under SFT), for the messages."""
     if not (checkpoint / "config.yaml").is_file():
-        raise SettingsError(f"{key}.resume={checkpoint}: not a grporec checkpoint (no config.yaml)")
+        raise SettingsError(f"{section}.resume={checkpoint}: not a grporec checkpoint (no config.yaml)")
     saved = load_config(checkpoint / "config.yaml")
     for key in keys:
         a, b = _get(saved, key), _get(cfg, key)
         if a != b:
             raise SettingsError(f"{checkpoint} was written with {key}={a}, this run has {key}={b}: resuming would change "
                                 f"the run mid-way (its data order, batches or trained parameters). Keep {key}={a}, or start afresh with "
-                                f"{key}.resume=none (the existing checkpoints are then moved to {SUPERSEDED}<time>/) "
+                                f"{section}.resume=none (the existing checkpoints are then moved to {SUPERSEDED}<time>/) "
                                 "or another output_dir")
     step = step_of(checkpoint)
     if step > total_steps:
         raise SettingsError(f"{checkpoint} is at step {step}, past this run's last step {total_steps} "
-                            f"({key}.max_steps / {key}.epochs): raise them to continue, or use {key}.resume=none")
+                            f"({section}.max_steps / {section}.epochs): raise them to continue, or use {section}.resume=none")
 
 
 def _get(cfg, dotted: str):

@@ -36,7 +36,7 @@ def start_run(out: Path, cfg: Config, tc: TrainConfig, env: dist.DistEnv, total_
     resume = decide_start(out, tc.resume, env)  # on rank 0, for every rank
     notes = []
     if resume is not None:
-        check_resumable(resume, cfg, total_steps, keys=keys, key=key)
+        check_resumable(resume, cfg, total_steps, keys=keys, section=key)
         state = {"run_id": new_run_id(), **load_checkpoint(resume, model, optimizer, scheduler, reference)}
         stream.load_state_dict(state.pop("data"))
         state.pop("generator", None)  # checkpoints before rollout streams were derived per step kept one

@@ -32,9 +32,11 @@ def test_resume_checks_batch_settings_and_the_last_step(tiny_cfg, tiny_model_dir
     loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, out, "train.max_steps=2"), ENV)
     with pytest.raises(ValueError, match=r"step-0000002 was written with rl.num_generations=8, this run has rl.num_generations=4"):
         loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, out, "train.max_steps=4", "rl.num_generations=4"), ENV)
-    with pytest.raises(ValueError, match=r"train.prompts_per_step=4, this run has train.prompts_per_step=2"):
+    with pytest.raises(ValueError, match=r"train.prompts_per_step=4, this run has train.prompts_per_step=2: .* start afresh with "
+                                         r"train.resume=none"):
         loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, out, "train.max_steps=4", "train.prompts_per_step=2"), ENV)
-    with pytest.raises(ValueError, match=r"step-0000002 is at step 2, past this run's last step 1"):
+    with pytest.raises(ValueError, match=r"step-0000002 is at step 2, past this run's last step 1 \(train.max_steps / "
+                                         r"train.epochs\): raise them to continue, or use train.resume=none"):
         loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, out, "train.max_steps=1"), ENV)
     capsys.readouterr()
     assert loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, out, "train.max_steps=2"), ENV)["history"] == []
@@ -108,3 +110,16 @@ def test_checkpoints_say_use_cache_true_and_a_bad_sft_init_names_sft_init(tiny_c
     assert saved["use_cache"] is True  # training ran with use_cache=False; the checkpoint is for generation
     with pytest.raises(PolicyError, match=r"model directory not found: .*nowhere; point sft.init at a local HF model"):
         sft.train_sft(sft_cfg(tiny_cfg, tmp_path / "sft", f"sft.init={tmp_path / 'nowhere'}"), ENV)
+
+
+def test_sft_resume_errors_name_the_sft_train_keys(tiny_cfg, tmp_path):
+    from grporec import sft
+    from test_sft import sft_cfg
+
+    out = tmp_path / "sft"
+    sft.train_sft(sft_cfg(tiny_cfg, out, "sft.train.max_steps=2", "sft.train.eval_steps=2", "sft.train.save_steps=2"), ENV)
+    with pytest.raises(ValueError, match=r"step-0000002 is at step 2, past this run's last step 1 \(sft.train.max_steps / "
+                                         r"sft.train.epochs\): raise them to continue, or use sft.train.resume=none"):
+        sft.train_sft(sft_cfg(tiny_cfg, out, "sft.train.max_steps=1"), ENV)
+    with pytest.raises(ValueError, match=r"this run has seed=1: .* start afresh with sft.train.resume=none"):
+        sft.train_sft(sft_cfg(tiny_cfg, out, "sft.train.max_steps=4", "seed=1"), ENV)
