@@ -20,6 +20,10 @@ def tree_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def tree_bytes_of(paths: list[Path]) -> int:
+    return sum(tree_bytes(p) for p in paths)
+
+
 def superseded_sets(out: Path) -> list[Path]:
     return sorted(p for p in out.glob(f"{SUPERSEDED}*") if p.is_dir()) if out.is_dir() else []
 
@@ -27,7 +31,7 @@ def superseded_sets(out: Path) -> list[Path]:
 def drop_superseded(out: Path) -> tuple[int, int]:
     """Delete the superseded sets in `out`; (how many, bytes freed)."""
     sets = superseded_sets(out)
-    freed = sum(tree_bytes(p) for p in sets)
+    freed = tree_bytes_of(sets)
     for p in sets:
         shutil.rmtree(p)
     return len(sets), freed
@@ -55,7 +59,3 @@ def check_room(out: Path, per_checkpoint: int, keep: int, existing: int, key: st
     raise SettingsError(f"{out}: not enough disk for this run's checkpoints: {need / GIB:.1f} GiB needed ({key}.save_total_limit="
                         f"{keep} of ~{per_checkpoint / GIB:.2f} GiB, and one more while the newest is written), "
                         f"{free / GIB:.1f} GiB free{aside}; or lower {key}.save_total_limit, or another output_dir")
-
-
-def tree_bytes_of(paths: list[Path]) -> int:
-    return sum(tree_bytes(p) for p in paths)

@@ -29,7 +29,7 @@ from grporec.data.stream import SampleStream
 from grporec.decode.rollout import forward_kwargs, left_pad, positions
 from grporec.errors import SettingsError
 from grporec.logprobs import token_logps
-from grporec.models.dropout import add_residual_dropout, check_dropout
+from grporec.models.dropout import add_residual_dropout
 from grporec.models.format import PromptFormat, format_for
 from grporec.models.lora import check_lora, lora_for
 from grporec.models.placement import place
@@ -179,9 +179,6 @@ def check_sft_settings(cfg: Config) -> None:
     if cfg.sft.max_prompt_tokens is not None:
         raise SettingsError(f"sft.max_prompt_tokens={cfg.sft.max_prompt_tokens}: prompts are now cut by one rule in every stage; "
                             f"set data.max_prompt_tokens={cfg.sft.max_prompt_tokens} instead")
-    check_dropout(cfg.sft.dropout)
-    if cfg.sft.valid_max_rows == 0:
-        raise SettingsError("sft.valid_max_rows must be a positive number of rows or -1 (all), got 0")
 
 
 def train_sft(cfg: Config, env: dist.DistEnv) -> dict:

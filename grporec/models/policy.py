@@ -77,7 +77,6 @@ def model_dir(path: str | Path, key: str = "model.path") -> Path:
     return path
 
 
-
 def extend_policy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, sid_tokens: list[str],
                   pad_to_multiple_of: int = 1) -> list[str]:
     """Add missing SID tokens to the tokenizer and resize the model's embeddings to match.

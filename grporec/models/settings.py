@@ -16,7 +16,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from grporec.models.format import RECORD_FILE, FormatError
+from grporec.models.format import RECORD_FILE, FormatError, check_recorded_format
 
 # The settings a model carries, as (section, field) of the run config; the record's keys are "section.field".
 PROMPT_SETTINGS = (("data", "prompt_format"), ("data", "prompt_text"), ("data", "max_history"),
@@ -78,10 +78,8 @@ def adopt_model_settings(cfg, model_dir: str | Path | None, explicit: set[str], 
         if saved == current:
             continue
         if dotted in explicit:
-            if dotted == "data.prompt_format":
-                raise FormatError(f"{key}={model_dir} was trained with data.prompt_format={saved}, but this run has "
-                                  f"data.prompt_format={current}: set data.prompt_format={saved} (prompts would otherwise "
-                                  "differ from the ones the model learnt)")
+            if dotted == "data.prompt_format":  # other tokens, not another prompt: refused, as format.py refuses it
+                check_recorded_format(model_dir, current, key)
             notes.append(f"{dotted}={current} as set, not the {saved} that {model_dir} was trained with")
             continue
         part = dataclasses.replace(getattr(cfg, section), **{name: saved})
