@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from grporec.config import Config, load_config  # noqa: E402
 from grporec.data.load import load_data_catalog, load_split  # noqa: E402
 from grporec.decode import build_catalog_trie  # noqa: E402
 from grporec.evaluate import eval_samples, evaluate, split_transitions  # noqa: E402
-from grporec.metrics import paired_difference  # noqa: E402
+from grporec.metrics import paired_difference, paired_hr_difference  # noqa: E402
 
 # Each variant is a list of overrides on top of the config's GRPO settings (lr, steps, batch), after
 # BASE resets what variants differ in, so that the config's own recipe does not leak into them.
@@ -165,11 +164,7 @@ def summarise(sft: dict, runs: list[dict]) -> dict:
 
 def paired_metric(ranks_a, ranks_b, kind: str, k: int) -> tuple[float, float]:
     """(mean difference b - a, standard error) of per-row NDCG@k or HR@k."""
-    if kind == "ndcg":
-        return paired_difference(ranks_a, ranks_b, k)
-    d = [float(0 <= b < k) - float(0 <= a < k) for a, b in zip(ranks_a, ranks_b)]
-    mean = sum(d) / len(d)
-    return mean, math.sqrt(sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d))
+    return (paired_difference if kind == "ndcg" else paired_hr_difference)(ranks_a, ranks_b, k)
 
 
 def buckets(m: dict) -> str:

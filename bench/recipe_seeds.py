@@ -34,7 +34,7 @@ from grporec.baselines import evaluate_baselines  # noqa: E402
 from grporec.config import load_config  # noqa: E402
 from grporec.data.load import load_data_catalog, load_split  # noqa: E402
 from grporec.data.prepare import ensure_derived_data  # noqa: E402
-from grporec.metrics import paired_difference, train_transitions  # noqa: E402
+from grporec.metrics import paired_difference, paired_hr_difference, train_transitions  # noqa: E402
 from grporec.recipe import check_recipe  # noqa: E402
 
 SPLITS = ("valid", "test")
@@ -54,13 +54,6 @@ def metric_values(m: dict) -> dict:
         elif f"ndcg@10_{part}" in m:  # bench/blend.py's figures, already flat
             out[f"ndcg@10_{part}"] = m[f"ndcg@10_{part}"]
     return out
-
-
-def hr_difference(a: list[int], b: list[int], k: int) -> tuple[float, float]:
-    """(mean of HR@k(b) - HR@k(a) over the same rows, its standard error)."""
-    d = [float(0 <= y < k) - float(0 <= x < k) for x, y in zip(a, b)]
-    mean = sum(d) / len(d)
-    return mean, (sum((x - mean) ** 2 for x in d) / (len(d) - 1) / len(d)) ** 0.5
 
 
 def seed_dir(root: Path, seed: int) -> Path:
@@ -167,7 +160,7 @@ def differences(ranks: dict, seeds: list[int]) -> dict:
         for split in SPLITS:
             entry = {}
             for metric, fn in (("ndcg@10", lambda x, y: paired_difference(x, y, 10)),
-                               ("hr@10", lambda x, y: hr_difference(x, y, 10)), ("hr@20", lambda x, y: hr_difference(x, y, 20))):
+                               ("hr@10", lambda x, y: paired_hr_difference(x, y, 10)), ("hr@20", lambda x, y: paired_hr_difference(x, y, 20))):
                 per_seed = [fn(ranks[a][split][i], ranks[b][split][i]) for i in range(len(seeds))]
                 values = [v for v, _ in per_seed]
                 entry[metric] = {"per_seed": [{"diff": v, "se": se} for v, se in per_seed], "mean": statistics.fmean(values),

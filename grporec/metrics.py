@@ -45,9 +45,17 @@ def paired_difference(ranks_a: Sequence[int], ranks_b: Sequence[int], k: int) ->
     Two models scored on the same rows are strongly correlated, so the paired difference is far
     more precise than comparing the two means' separate error bars.
     """
+    return _mean_and_se([b - a for a, b in zip(row_ndcg(ranks_a, k), row_ndcg(ranks_b, k))], ranks_a, ranks_b)
+
+
+def paired_hr_difference(ranks_a: Sequence[int], ranks_b: Sequence[int], k: int) -> tuple[float, float]:
+    """Mean of HR@k(b) - HR@k(a) over the same rows, and its standard error (as `paired_difference`)."""
+    return _mean_and_se([float(0 <= b < k) - float(0 <= a < k) for a, b in zip(ranks_a, ranks_b)], ranks_a, ranks_b)
+
+
+def _mean_and_se(d: list[float], ranks_a: Sequence[int], ranks_b: Sequence[int]) -> tuple[float, float]:
     if len(ranks_a) != len(ranks_b) or len(ranks_a) < 2:
-        raise ValueError("paired_difference needs the same rows (at least 2) for both models")
-    d = [b - a for a, b in zip(row_ndcg(ranks_a, k), row_ndcg(ranks_b, k))]
+        raise ValueError("a paired difference needs the same rows (at least 2) for both models")
     mean = sum(d) / len(d)
     var = sum((x - mean) ** 2 for x in d) / (len(d) - 1)
     return mean, math.sqrt(var / len(d))

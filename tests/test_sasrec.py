@@ -72,3 +72,15 @@ def test_paired_difference_by_hand():
     assert se == pytest.approx((var / 3) ** 0.5)
     with pytest.raises(ValueError):
         paired_difference([0], [0, 1], 10)
+
+
+def test_paired_hr_difference_by_hand():
+    from grporec.metrics import paired_hr_difference
+
+    # a: ranks [0, -1, 12], b: [0, 3, 5]; HR@10 a = [1, 0, 0], b = [1, 1, 1]; d = [0, 1, 1]; mean 2/3
+    mean, se = paired_hr_difference([0, -1, 12], [0, 3, 5], 10)
+    assert mean == pytest.approx(2 / 3)
+    var = ((2 / 3) ** 2 + 2 * (1 / 3) ** 2) / 2  # = 1/3
+    assert se == pytest.approx((var / 3) ** 0.5)
+    with pytest.raises(ValueError, match="the same rows"):
+        paired_hr_difference([0], [0, 1], 10)
