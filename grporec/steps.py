@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from grporec import disk, dist
-from grporec.checkpoint import load_checkpoint
+from grporec.checkpoint import STEP_DIR, load_checkpoint
 from grporec.config import Config, TrainConfig, dump_config
 from grporec.errors import TrainingError
 from grporec.optim import resumed_schedule
@@ -64,7 +64,7 @@ def mind_the_disk(out: Path, tc: TrainConfig, key: str, model, reference, resume
     elif sets := disk.superseded_sets(out):
         note = (f"{out} holds {len(sets)} superseded checkpoint set(s) of earlier runs, {disk.tree_bytes_of(sets) / disk.GIB:.2f} "
                 f"GiB ({key}.drop_superseded=true deletes them)")
-    existing = len([p for p in resume.parent.iterdir() if p.name.startswith("step-")]) if resume is not None else 0
+    existing = sum(1 for p in resume.parent.iterdir() if STEP_DIR.match(p.name)) if resume is not None else 0
     disk.check_room(out, disk.checkpoint_bytes(model, reference), tc.save_total_limit, existing, key)
     return note
 
