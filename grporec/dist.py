@@ -63,7 +63,12 @@ def autocast(env: DistEnv, mixed_precision: bool):
 
 
 def teardown() -> None:
+    """End the process group after a run every rank finished. The barrier first: a rank that
+    shuts its gloo connections down while another still has a collective in flight to it can
+    abort that other rank at exit (SIGABRT, "terminate called without an active exception", seen
+    once in CI on a two-rank probe)."""
     if dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 

@@ -146,6 +146,7 @@ def build():
 model, tokenizer = place(build, env, mixed_precision=False)
 ids = torch.tensor([[5, 9, 13, 2, 7]])
 torch.save({"logits": model(ids).logits.detach(), "vocab": len(tokenizer)}, out / f"rank{env.rank}.pt")
+del model  # the sharded model holds the group: freed here, not at interpreter exit after teardown
 dist.teardown()
 '''
 
