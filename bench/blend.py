@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from grporec import cli  # noqa: E402
+from grporec import commandline as cli  # noqa: E402
 from grporec.baselines import evaluate_baselines  # noqa: E402
 from grporec.blend import blend_rank, score_candidates  # noqa: E402
 from grporec.config import Config  # noqa: E402

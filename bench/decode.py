@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import D, build_model, load_data, model_arguments, setup  # noqa: E402
 from grporec.decode import beam_search, build_catalog_trie, left_pad, sample  # noqa: E402
 from grporec.models.format import build_format  # noqa: E402
-from grporec.decode.rollout import forward_kwargs, positions  # noqa: E402
+from grporec.models.inputs import forward_kwargs, positions  # noqa: E402
 
 class PrefixConstrainedProcessor(LogitsProcessor):
     """The usual processor: per row, look the generated prefix up in a dict, mask the vocabulary."""

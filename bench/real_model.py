@@ -144,7 +144,7 @@ def main() -> int:
     args, overrides = ap.parse_known_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from grporec.cli import quiet_transformers
+    from grporec.commandline import quiet_transformers
     from grporec.data.prepare import ensure_derived_data
     from grporec.loop import train
     from grporec.sft import train_sft

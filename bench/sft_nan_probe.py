@@ -82,7 +82,7 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", default="sft_nan_probe.json")
     args, args.overrides = ap.parse_known_args()
-    from grporec import cli
+    from grporec import commandline as cli
 
     cli.quiet_transformers()
     results = []

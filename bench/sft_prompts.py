@@ -52,7 +52,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "sft_prompts_cpu.json"))
     ARGS, ARGS.overrides = ap.parse_known_args()
-    from grporec.cli import quiet_transformers
+    from grporec.commandline import quiet_transformers
 
     quiet_transformers()
     ARGS.overrides = ARGS.overrides + ["sft.datasets=[sid_history,title2sid]"]

@@ -77,7 +77,7 @@ def evaluate_baselines(cfg: Config, split: str, k: int, max_rows: int = -1) -> d
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.baselines") -> int:
-    from grporec import cli
+    from grporec import commandline as cli
 
     def body(args_list):
         ap = cli.config_parser(prog, "Most-popular and first-order Markov baselines, scored like the generative models.",

@@ -178,6 +178,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    from grporec.cli import run
+    from grporec.commandline import run
 
     raise SystemExit(run(main))

@@ -19,7 +19,7 @@ import torch
 from grporec import dist
 from grporec.baselines import evaluate_baselines
 from grporec.checkpoint import latest_checkpoint
-from grporec import cli
+from grporec import commandline as cli
 from grporec.config import Config, dump_config
 from grporec.data.prepare import ensure_derived_data, ensure_synthetic_data
 from grporec.data.load import load_data_catalog, load_split

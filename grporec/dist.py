@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -71,56 +70,6 @@ def teardown() -> None:
         dist.barrier()
         dist.destroy_process_group()
 
-
-def run_main(job, argv, prog: str, description: str, example: str, model_of=None) -> int:
-    """Entry point of a training command: parse `--config FILE [a.b=value ...]`, set up, run, tear
-    down; user errors are printed as one line (see `grporec.cli`). `model_of(cfg)` -> (the model
-    directory the job starts from or None, the key naming it): its recorded prompt settings are
-    adopted unless the command line sets them (grporec.models.settings)."""
-    from grporec import cli
-
-    def body(args_list):
-        ap = cli.config_parser(prog, description, example)
-        args, cfg = cli.parse_config(ap, args_list)
-        if model_of is not None:
-            cfg = cli.adopt_model_settings(cfg, *model_of(cfg), args.overrides)
-        cli.quiet_transformers()
-        env = setup()
-        run_ranked(env, lambda: job(cfg, env))
-
-    return cli.run(body, argv)
-
-
-def run_ranked(env: DistEnv, work) -> None:
-    """Run `work()` on this rank so that a failure on any rank ends all of them promptly
-    (`grporec.failfast`): the first rank to fail raises its error as usual (printed once, by
-    `cli.run`); the others print one line naming it and exit 1. Tears the group down after success."""
-    from grporec import failfast
-
-    watch = failfast.Watch(env.rank) if env.distributed else None
-    ok = False
-    try:
-        work()
-        ok = True
-    except Exception as e:
-        if not env.distributed:
-            raise
-        from grporec import cli
-
-        other = failfast.failed_rank(watch.store)
-        if other is not None and other != env.rank:  # this rank's error is the other's consequence
-            failfast.say_stopped(env.rank, other)
-            os._exit(1)
-        code = cli.debug_report(e) if cli.debug_requested(sys.argv) else cli.report(e)  # printed before the others stop
-        watch.stop()  # this rank's own watcher must not poll a store that may go away with the others
-        failfast.record_failure(env.rank)
-        sys.stdout.flush()
-        os._exit(code)  # not through teardown: destroying the group could wait on ranks that are gone
-    finally:
-        if watch is not None:
-            watch.stop()
-        if ok:  # after a failure, destroying the group could wait on the ranks that are gone
-            teardown()
 
 
 def shard(model: torch.nn.Module, env: DistEnv, mixed_precision: bool, reshard_after_forward: bool = True) -> torch.nn.Module:

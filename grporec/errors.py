@@ -1,6 +1,6 @@
 """The errors grporec raises on purpose, apart from the ones it does not expect.
 
-`cli.run` prints a `UserError` (bad configuration, data, model directory, setting; a training run
+`commandline.run` prints a `UserError` (bad configuration, data, model directory, setting; a training run
 that cannot go on) and any `OSError` (a missing, unreadable or full file) as one line and exits 1;
 `UsageError` exits 2. Anything else that escapes (a `ValueError` from inside torch, an
 `IndexError` in grporec) is a bug: its traceback is printed with a request to report it. Every

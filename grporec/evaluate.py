@@ -141,7 +141,7 @@ def evaluate_model(cfg: Config, model_dir: str | Path, split: str, env, out: Pat
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate") -> int:
-    from grporec import cli
+    from grporec import commandline as cli
 
     def body(args_list):
         ap = cli.config_parser(prog, "Evaluate a model by constrained beam search: HR@K / NDCG@K, MiniOneRec-format predictions.",
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
             args.model = str(model_dir(args.model, "--model"))  # a GRPO checkpoint's directory means its policy/
             run_evaluation(cli.adopt_model_settings(cfg, args.model, "--model", args.overrides), args, env, out, max_rows, batch)
 
-        dist.run_ranked(env, work)  # a failure on any rank ends every rank
+        cli.run_ranked(env, work)  # a failure on any rank ends every rank
 
     return cli.run(body, argv)
 

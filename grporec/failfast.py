@@ -10,7 +10,7 @@ its error propagates (`record_failure`); every rank runs a daemon thread (`Watch
 store and, when another rank's failure appears, prints one line naming that rank and exits the
 process with status 1 at once (a thread cannot interrupt a blocked collective, so `os._exit`).
 A rank whose own error is a consequence (its collective broke because the failed rank exited)
-finds the record and says the same one line instead of a traceback (`dist.run_ranked`).
+finds the record and says the same one line instead of a traceback (`commandline.run_ranked`).
 """
 from __future__ import annotations
 

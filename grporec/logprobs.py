@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from grporec.decode.kv import SharedPrefixContext, attention, supports_shared_prefix
-from grporec.decode.rollout import forward_kwargs, positions, prompt_rows
+from grporec.models.attention import SharedPrefixContext, attention, supports_shared_prefix
+from grporec.models.inputs import forward_kwargs, positions, prompt_rows
 
 
 # Rows of logits turned into fp32 at a time by the log-prob head: 2**26 elements (256 MiB) is 441 rows
@@ -99,7 +99,7 @@ def completion_logps(
         completion_ids, completion_mask: [B*G, L], group by group.
         temperature: divides the logits (as when the completions were sampled at it).
         shared_prefix: the completion forward attends to each prompt's KV once, in place, through
-            `grporec.decode.kv.shared_prefix_attention` (no G copies of the prompt KV, no dense mask);
+            `grporec.models.attention.shared_prefix_attention` (no G copies of the prompt KV, no dense mask);
             False copies the prompt KV to the G rows (a differentiable gather) and runs the model's
             own attention over a [B*G, T + L - 1] mask. None: shared where the architecture supports
             it (`supports_shared_prefix`). Both equal `full_completion_logps` to float rounding.

@@ -203,9 +203,11 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.loop") -> int:
-    return dist.run_main(train, argv, prog, description="GRPO training of a generative recommender from an SFT model.",
-                         example="python -m grporec.loop --config configs/office-tiny.yaml train.max_steps=100",
-                         model_of=lambda cfg: (cfg.model.path, "model.path"))
+    from grporec import commandline
+
+    return commandline.run_main(train, argv, prog, description="GRPO training of a generative recommender from an SFT model.",
+                                example="python -m grporec.loop --config configs/office-tiny.yaml train.max_steps=100",
+                                model_of=lambda cfg: (cfg.model.path, "model.path"))
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from grporec import cli, dist
+from grporec import commandline as cli, dist
 from grporec.checkpoint import latest_checkpoint
 from grporec.config import Config, StageConfig, load_config
 from grporec.data.prepare import ensure_derived_data, ensure_synthetic_data

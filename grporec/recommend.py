@@ -123,7 +123,7 @@ def print_table(history_titles: list[str], recs: list[dict], file=None) -> None:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.recommend") -> int:
-    from grporec import cli
+    from grporec import commandline as cli
 
     def body(args_list):
         ap = cli.config_parser(prog, "Top-K recommendations of a trained model for one or more user histories.",

@@ -229,7 +229,7 @@ def write_report(run_dirs: list[str | Path], out: str | Path) -> Path:
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.report") -> int:
     import argparse
 
-    from grporec import cli
+    from grporec import commandline as cli
 
     def body(args_list):
         ap = argparse.ArgumentParser(prog=prog, description="Training curves and a comparison of runs, as PNG figures and report.md.",

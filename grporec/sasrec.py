@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from grporec import cli
+from grporec import commandline as cli
 from grporec.config import Config, SasrecConfig
 from grporec.data.catalog import Catalog
 from grporec.data.formats import DataError, Interaction

@@ -26,7 +26,7 @@ from grporec.data import datasets as D
 from grporec.data.catalog import Catalog
 from grporec.data.load import load_data_catalog, load_split
 from grporec.data.stream import SampleStream
-from grporec.decode.rollout import forward_kwargs, left_pad, positions
+from grporec.models.inputs import forward_kwargs, left_pad, positions
 from grporec.errors import SettingsError
 from grporec.logprobs import token_logps
 from grporec.models.dropout import add_residual_dropout
@@ -276,9 +276,11 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.sft") -> int:
-    return dist.run_main(train_sft, argv, prog, description="Supervised warm start (SFT) of a generative recommender.",
-                         example="python -m grporec.sft --config configs/office-tiny.yaml output_dir=runs/office-tiny/sft",
-                         model_of=lambda cfg: (None if cfg.sft.init == "tiny" else cfg.sft.init, "sft.init"))
+    from grporec import commandline
+
+    return commandline.run_main(train_sft, argv, prog, description="Supervised warm start (SFT) of a generative recommender.",
+                                example="python -m grporec.sft --config configs/office-tiny.yaml output_dir=runs/office-tiny/sft",
+                                model_of=lambda cfg: (None if cfg.sft.init == "tiny" else cfg.sft.init, "sft.init"))
 
 
 if __name__ == "__main__":

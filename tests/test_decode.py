@@ -308,7 +308,7 @@ def test_bfloat16_beam_search_is_valid(tiny_model_dir, tiny_catalog):
 
 
 def test_shared_prefix_only_where_verified():
-    from grporec.decode.kv import supports_shared_prefix
+    from grporec.models.attention import supports_shared_prefix
 
     model = tiny_lm(14)
     assert supports_shared_prefix(model)
@@ -329,7 +329,7 @@ def test_attention_implementation_restored_after_decoding():
 @pytest.mark.parametrize("arch", ["llama", "qwen3"])
 def test_shared_prefix_exact_for_other_listed_architectures(arch):
     """Every architecture in SHARED_PREFIX_MODELS is checked against brute force, not assumed."""
-    from grporec.decode.kv import supports_shared_prefix
+    from grporec.models.attention import supports_shared_prefix
 
     model = tiny_lm(40, arch)
     assert supports_shared_prefix(model)

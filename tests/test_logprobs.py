@@ -4,7 +4,7 @@ import torch
 from transformers import AttentionInterface
 
 from grporec.decode import SidTrie, beam_search, left_pad
-from grporec.decode import kv
+from grporec.models import attention as kv
 from grporec.logprobs import completion_logps, full_completion_logps
 from test_decode import PAD, PROMPTS, random_catalog, tiny_lm
 
@@ -51,7 +51,7 @@ def test_shared_prompt_forward_equals_plain_forward(arch, shared, shared_calls):
 
 
 def test_the_default_training_forward_is_prefix_shared_where_supported():
-    from grporec.decode.kv import supports_shared_prefix
+    from grporec.models.attention import supports_shared_prefix
 
     model = tiny_lm(24).train()
     assert supports_shared_prefix(model)

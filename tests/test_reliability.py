@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from grporec import cli, loop
+from grporec import commandline as cli, loop
 from grporec.checkpoint import latest_checkpoint, run_id_of
 from grporec.errors import SettingsError
 from grporec.optim import cosine_with_warmup

@@ -64,7 +64,7 @@ def write_csv(rows: list[Interaction], path: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.data.derive") -> int:
-    from grporec import cli
+    from grporec import commandline as cli
 
     def body(args_list):
         ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],

@@ -243,7 +243,7 @@ def write(preset: Preset, seed: int, out: str | Path) -> Paths:
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.data.synth") -> int:
-    from grporec import cli
+    from grporec import commandline as cli
 
     def body(args_list):
         ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],

@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 
 from grporec.decode.beam import beam_search
-from grporec.decode.rollout import Rollout, inject_targets, left_pad
+from grporec.decode.rollout import Rollout, inject_targets
+from grporec.models.inputs import left_pad
 from grporec.decode.sample import dynamic_sample, sample
 from grporec.decode.trie import SidTrie
 

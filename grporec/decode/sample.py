@@ -18,7 +18,8 @@ from collections import Counter
 import torch
 
 from grporec.decode.beam import NEG_INF, finish_rollout
-from grporec.decode.rollout import Rollout, prompt_rows
+from grporec.decode.rollout import Rollout
+from grporec.models.inputs import prompt_rows
 from grporec.decode.stepper import Stepper
 from grporec.decode.trie import SidTrie
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache
 
-from grporec.decode.kv import BeamKVLayer, SharedPrefixContext, attention, supports_shared_prefix
-from grporec.decode.rollout import forward_kwargs, positions, prompt_rows
+from grporec.decode.kv import BeamKVLayer
+from grporec.models.attention import SharedPrefixContext, attention, supports_shared_prefix
+from grporec.models.inputs import forward_kwargs, positions, prompt_rows
 
 
 class Stepper:
@@ -19,7 +20,7 @@ class Stepper:
     Args:
         model: an HF causal LM whose forward takes a KV cache.
         shared_prefix: use prefix-shared attention after the prefill (None: when the
-            architecture supports it, see `grporec.decode.kv.supports_shared_prefix`).
+            architecture supports it, see `grporec.models.attention.supports_shared_prefix`).
     """
 
     def __init__(self, model: torch.nn.Module, shared_prefix: bool | None = None):

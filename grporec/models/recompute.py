@@ -8,7 +8,7 @@ completions then read (`grporec.logprobs`). A layer writes that cache, and a rec
 would write it a second time; here the recomputation instead reads the cache as it stood before
 the original call and appends nothing, which is exactly what the original call saw. The forward
 is wrapped, not `__call__`, so FSDP2's hooks stay outside the checkpoint and run once. A layer that
-ran under prefix-shared attention (`grporec.decode.kv`) is recomputed under it too: the backward
+ran under prefix-shared attention (`grporec.models.attention`) is recomputed under it too: the backward
 runs after that forward's context has closed.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from transformers import Cache
 
-from grporec.decode.kv import active_context, attention
+from grporec.models.attention import active_context, attention
 from grporec.dist import decoder_layers
 
 
