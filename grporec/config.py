@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from grporec.metrics import DEFAULT_KS
 from grporec.typed_yaml import ConfigError, dump_config, from_dict, load_typed, save_config
 
 __all__ = ["Config", "ConfigError", "load_config", "dump_config", "save_config", "from_dict"]  # and the sections
@@ -229,7 +230,7 @@ class EvalConfig:
     prompt_style: Literal["eval", "sft"] = "eval"
     max_rows: int = -1  # evaluate on the first N rows only (-1: all)
     batch_prompts: int = 8  # prompts decoded together
-    ks: list[int] = field(default_factory=lambda: [1, 3, 5, 10, 20, 50])  # cut-offs of HR@K and NDCG@K (those above the beams are left out)
+    ks: list[int] = field(default_factory=lambda: list(DEFAULT_KS))  # cut-offs of HR@K and NDCG@K (those above the beams are left out)
 
 
 def _sft_train_defaults() -> TrainConfig:

@@ -25,9 +25,8 @@ from grporec.config import Config
 from grporec.data.datasets import EvalSidDataset, Sample, SftSidDataset
 from grporec.data.load import load_data_catalog, load_split
 from grporec.decode import beam_search, build_catalog_trie, left_pad
-from grporec.metrics import bucket_metrics, first_hit_rank, ranking_metrics, seen_flags, train_transitions
+from grporec.metrics import DEFAULT_KS, bucket_metrics, first_hit_rank, ranking_metrics, seen_flags, train_transitions
 
-EVAL_KS = (1, 3, 5, 10, 20, 50)
 _INPUT_START, _INPUT_END = "### User Input: \n", "\n\n### Response:\n"
 
 
@@ -80,7 +79,7 @@ def predict(model, fmt, trie, samples: list[Sample], beams: int, batch_prompts: 
 
 
 def score(predictions: list[list[str | None]], samples: list[Sample], beams: int, catalog=None,
-          ks=EVAL_KS, transitions: set | None = None) -> dict:
+          ks=DEFAULT_KS, transitions: set | None = None) -> dict:
     """HR@K / NDCG@K (K <= beams), invalid outputs, and how many targets are collided SIDs; with the
     training split's `transitions` (`metrics.train_transitions`), the same on the seen and unseen rows."""
     ranks = [first_hit_rank(p, s.target_sid) for p, s in zip(predictions, samples)]
@@ -112,7 +111,7 @@ def exact_beams(trie) -> int:
     return trie.num_labels
 
 
-def evaluate(model, fmt, trie, samples, beams, batch_prompts, env, catalog=None, ks=EVAL_KS, progress=False,
+def evaluate(model, fmt, trie, samples, beams, batch_prompts, env, catalog=None, ks=DEFAULT_KS, progress=False,
              transitions=None, keep: int | None = None):
     """(metrics, predictions) on every rank; `fmt` is the prompt format (`grporec.models.format`);
     predictions keep the first `keep` of each ranked list (all `beams` by default)."""

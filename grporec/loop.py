@@ -33,7 +33,6 @@ from grporec.data.stream import SampleStream
 from grporec.decode import build_catalog_trie
 from grporec.errors import SettingsError
 from grporec.evaluate import eval_samples, evaluate
-from grporec.loss import group_advantages, sibling_advantages
 from grporec.models.format import build_format
 from grporec.optim import build_optimizer, guarded_step
 from grporec.resume import RESUME_KEYS, new_run_id
@@ -41,7 +40,9 @@ from grporec.rewards import RewardInputs, resolve_rewards
 from grporec.grpo.batches import add_logps, make_micro_batches
 from grporec.grpo.rollout import check_one_sid_length, level_codes, roll_out, rollout_metrics
 from grporec.grpo.setup import build_rewards, build_rl_dataset, load_models
-from grporec.grpo.update import batch_reward_std, policy_backward, sync_reference
+from grporec.grpo import reference as ref_sync
+from grporec.grpo.advantages import advantages as advantages_of
+from grporec.grpo.update import policy_backward
 from grporec.runlog import RunLog, check_report_to
 from grporec.steps import count_update, end_of_step, start_run
 from grporec.stop import StopRequest
@@ -130,12 +131,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
                 level_codes=codes,
                 target_codes=target_codes,
             ))
-            std = batch_reward_std(reward, env) if cfg.rl.scale_rewards == "batch" else None  # of the global batch
-            if cfg.rl.advantage == "sibling":  # per token [rows, L]: each level against its prefix siblings
-                L = chunks[0].rollout.completion_ids.shape[1]
-                advantages, adv_metrics = sibling_advantages(reward, codes, G, L, cfg.rl.scale_rewards, batch_std=std)
-            else:  # one per completion [rows]
-                advantages, adv_metrics = group_advantages(reward, G, cfg.rl.scale_rewards, batch_std=std)
+            advantages, adv_metrics = advantages_of(reward, codes, G, chunks[0].rollout.completion_ids.shape[1], cfg, env)
             times["reward"] = time.perf_counter() - t
             batches = make_micro_batches(chunks, advantages, cfg)  # what grpo.update.micro_loss sees
             # 4. reference (and, for several updates per rollout, old-policy) log-probs, into the micro-batches
@@ -164,8 +160,8 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
                              + (", counting each of rl.num_iterations updates" if cfg.rl.num_iterations > 1 else "") + "); "
                              "stopping. Lower train.lr, check the data and rewards, or raise train.max_bad_steps.")
             # 6. reference sync
-            if reference is not None and cfg.rl.sync_ref_model and step % cfg.rl.ref_sync_steps == 0:
-                sync_reference(reference, policy, cfg.rl.ref_sync_alpha)
+            if reference is not None and ref_sync.due(step, cfg.rl.sync_ref_model, cfg.rl.ref_sync_steps):
+                ref_sync.sync_reference(reference, policy, cfg.rl.ref_sync_alpha)
                 state["ref_synced"] = True
             state["step"] = step
             elapsed = time.perf_counter() - t0

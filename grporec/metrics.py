@@ -10,7 +10,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 
-DEFAULT_KS = (1, 3, 5, 10, 20)
+DEFAULT_KS = (1, 3, 5, 10, 20, 50)  # the one default of the HR@K / NDCG@K cut-offs (eval.ks, evaluate, SASRec)
 
 
 def first_hit_rank(predictions: Sequence[str | None], target: str) -> int:

@@ -121,3 +121,30 @@ def test_markov_reward_is_the_teachers_transition_probability():
     x = inputs(["B", "C", "D", "B", None, "B"], ["B", "B", "B"], 2, histories=[("Z", "A"), ("D",), ()])
     torch.testing.assert_close(markov_reward(x, MarkovTeacher(train)), torch.tensor([2 / 3, 1 / 3, 0.0, 1.0, 0.0, 0.0]))
     torch.testing.assert_close(markov_reward(x, MarkovTeacher(train, min_count=2)), torch.tensor([2 / 3, 1 / 3, 0.0, 0.0, 0.0, 0.0]))
+
+
+def test_build_rewards_binds_a_resource_reward_as_a_plain_function(tiny_cfg):
+    """grpo.setup.build_rewards is the one place that loads a reward's resource: with
+    reward.names=[rule, markov] the set's markov function is the teacher of the run's training
+    split (the same values as markov_reward with a MarkovTeacher built here), weighted as named;
+    a resource reward the set is not handed is refused with what it needs."""
+    from dataclasses import replace
+
+    from grporec.data.load import load_data_catalog, load_split
+    from grporec.grpo.setup import build_rewards
+    from grporec.rewards.cf import MarkovTeacher, markov_reward
+
+    cfg = replace(tiny_cfg, reward=replace(tiny_cfg.reward, names=["rule", "markov"], weights=[1.0, 2.0]))
+    catalog = load_data_catalog(cfg.data)
+    train = load_split(cfg.data, "train", catalog)
+    rows = train[:3]
+    sids = list(catalog.sids)
+    completions = [rows[0].item_sid, sids[0], rows[1].item_sid, sids[1], rows[2].item_sid, None]  # G = 2: hit, other
+    x = inputs(completions, [r.item_sid for r in rows], 2, histories=[r.history_sids for r in rows])
+    total, metrics = build_rewards(cfg, catalog, torch.device("cpu"))(x)
+    expected_markov = markov_reward(x, MarkovTeacher(train, cfg.reward.markov_min_count))
+    assert float(expected_markov.max()) > 0  # the check below compares something non-trivial
+    torch.testing.assert_close(total, rule_reward(x) + 2.0 * expected_markov)
+    assert metrics["rewards/markov"] == pytest.approx(expected_markov.mean().item())
+    with pytest.raises(ValueError, match="markov reward needs the training split"):
+        RewardSet([("markov", 1.0)])

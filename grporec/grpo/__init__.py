@@ -5,6 +5,9 @@ as the algorithm and its imports as its table of contents:
 - `rollout`: G completions per prompt in decode batches (`DecodeBatch`), and their metrics;
 - `batches`: the rows cut into `MicroBatch` records, with the reference's and old policy's
   log-probs filled in;
-- `update`: the loss of a micro-batch (`micro_loss`, the extension point of loss variants), the
-  accumulated backward, the global reward std, the reference sync.
+- `advantages`: the advantages of a batch's rewards (group or per-token sibling; the global
+  batch's std when it scales by that);
+- `update`: the loss of a micro-batch (`micro_loss`, the extension point of loss variants) and
+  the backward accumulated over micro-batches;
+- `reference`: the reference model's soft sync to the policy.
 """

@@ -15,7 +15,7 @@ from grporec.models.placement import place
 from grporec.models.policy import load_policy
 from grporec.models.recompute import enable_activation_checkpointing
 from grporec.models.tokenizer import check_sid_tokenizer
-from grporec.rewards import RewardSet, SidEmbeddings, resolve_rewards
+from grporec.rewards import RewardSet, SidEmbeddings, resolve_rewards, semantic_reward
 
 RL_DATASETS = ("sid_history", "title2sid", "title_history")
 
@@ -76,18 +76,23 @@ def reference_dtype(cfg: Config, env: dist.DistEnv) -> str:
 
 
 def build_rewards(cfg: Config, catalog: Catalog, device: torch.device) -> RewardSet:
+    """The run's rewards. Those that need a resource (`rewards.BOUND_REWARDS`) are built here, the one
+    place that loads it, as plain functions of RewardInputs; a missing resource is named by RewardSet."""
     named = resolve_rewards(cfg.reward.reward_type, cfg.reward.names, cfg.reward.weights)
     names = {n for n, _ in named}
-    embeddings = SidEmbeddings.load(cfg.reward.semantic_embeddings, catalog) if "semantic" in names and cfg.reward.semantic_embeddings else None
-    scorer = None
+    bound = {}
+    if "semantic" in names and cfg.reward.semantic_embeddings:
+        embeddings = SidEmbeddings.load(cfg.reward.semantic_embeddings, catalog)
+        bound["semantic"] = lambda x: semantic_reward(x, embeddings)
     if "sasrec" in names and cfg.reward.sasrec_path:
         from grporec.models.sasrec import SASRec
-        from grporec.rewards.cf import SasrecScorer
+        from grporec.rewards.cf import SasrecScorer, sasrec_reward
 
         scorer = SasrecScorer(SASRec.load(cfg.reward.sasrec_path, device), catalog)
-    teacher = None
+        bound["sasrec"] = lambda x: sasrec_reward(x, scorer)
     if "markov" in names:
-        from grporec.rewards.cf import MarkovTeacher
+        from grporec.rewards.cf import MarkovTeacher, markov_reward
 
         teacher = MarkovTeacher(load_split(cfg.data, "train", catalog), cfg.reward.markov_min_count)
-    return RewardSet(named, embeddings, scorer, teacher)
+        bound["markov"] = lambda x: markov_reward(x, teacher)
+    return RewardSet(named, bound)

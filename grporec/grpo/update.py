@@ -1,5 +1,9 @@
-"""The policy update: a micro-batch's loss (the extension point of loss variants), the backward
-accumulated over micro-batches, the global reward std, and the reference's sync."""
+"""Step 5 of the loop, the policy update: a micro-batch's loss and the backward accumulated over
+micro-batches.
+
+`micro_loss` is the extension point of loss variants: a fork edits it (or assigns its own
+function of the same signature to `grporec.grpo.update.micro_loss`, which `policy_backward` looks
+up at each call); everything a loss needs is in the `MicroBatch`."""
 from __future__ import annotations
 
 import math
@@ -11,7 +15,6 @@ from grporec.config import Config
 from grporec.grpo.batches import MicroBatch
 from grporec.logprobs import completion_logps
 from grporec.loss import grpo_loss
-from grporec.loss.advantage import pooled_std
 
 
 def micro_loss(policy, mb: MicroBatch, cfg: Config) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -44,17 +47,15 @@ def micro_loss(policy, mb: MicroBatch, cfg: Config) -> tuple[torch.Tensor, dict[
     return loss, metrics
 
 
-def policy_backward(policy, batches: list[MicroBatch], cfg: Config, env: dist.DistEnv,
-                    loss_fn=None) -> tuple[float, dict[str, float], bool]:
+def policy_backward(policy, batches: list[MicroBatch], cfg: Config, env: dist.DistEnv) -> tuple[float, dict[str, float], bool]:
     """Loss over this rank's rows, accumulated over micro-batches, and its backward.
 
     Each micro-batch's loss is weighted by its share of the batch, so the summed gradient equals
     the full-batch gradient (and FSDP's average over ranks gives the global one): the share of
     sequences for grpo, dr_grpo and sequence; the share of tokens for token. Metrics are averaged
-    with the share of rows, whatever keys `loss_fn` returns. Returns (this rank's loss, metrics,
-    whether every micro-batch loss was finite on every rank). `loss_fn` defaults to `micro_loss`.
+    with the share of rows, whatever keys `micro_loss` returns. Returns (this rank's loss, metrics,
+    whether every micro-batch loss was finite on every rank).
     """
-    loss_fn = loss_fn or micro_loss
     n_rows = sum(mb.rows for mb in batches)
     shares = [mb.rows / n_rows for mb in batches]
     if cfg.rl.loss_type == "token":  # token share is global; one transfer of every micro-batch's count
@@ -70,7 +71,7 @@ def policy_backward(policy, batches: list[MicroBatch], cfg: Config, env: dist.Di
         if once:  # reduce-scatter in the last micro-batch's backward only
             policy.set_requires_gradient_sync(i == len(batches) - 1)
         with dist.autocast(env, cfg.train.mixed_precision):
-            loss, m = loss_fn(policy, mb, cfg)
+            loss, m = micro_loss(policy, mb, cfg)
         (loss * share).backward()
         names.append(list(m))
         on_device += [loss.detach().float()] + [torch.as_tensor(v, device=loss.device).detach().float() for v in m.values()]
@@ -84,16 +85,3 @@ def policy_backward(policy, batches: list[MicroBatch], cfg: Config, env: dist.Di
             sums[key] = sums.get(key, 0.0) + next(values) * mb.rows / n_rows
     return total, sums, not dist.any_rank(not finite, env)
 
-
-def batch_reward_std(reward: torch.Tensor, env: dist.DistEnv) -> float:
-    """The std of the whole global batch's rewards (rl.scale_rewards=batch), from the count, sum and
-    sum of squares of every rank's part: N ranks divide by the same number as one process."""
-    r = reward.double()
-    return pooled_std(*dist.all_reduce_sums([r.numel(), float(r.sum()), float((r * r).sum())], env))
-
-
-@torch.no_grad()
-def sync_reference(reference, policy, alpha: float) -> None:
-    """ref <- alpha * policy + (1 - alpha) * ref, parameter by parameter (shards line up under FSDP)."""
-    for r, p in zip(reference.parameters(), policy.parameters()):
-        r.lerp_(p.to(r.dtype), alpha)

@@ -27,7 +27,7 @@ def group_advantages(
         scale: "group" divides by each group's std; "batch" by the std of the whole batch;
             "none" only subtracts the group mean (Dr. GRPO).
         batch_std: for "batch", the std of the whole global batch when `rewards` is one rank's
-            part of it (the loop all-reduces it: `rl.batch_reward_std`); None: `rewards`' own.
+            part of it (`grporec.grpo.advantages.batch_reward_std` all-reduces it); None: `rewards`' own.
     Returns:
         (advantages [B*G] fp32, metrics) where metrics holds `frac_reward_zero_std` (fraction of
         groups whose rewards are all equal) and `reward_std` (mean within-group std), detached.

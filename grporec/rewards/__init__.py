@@ -28,8 +28,13 @@ RewardFn = Callable[[RewardInputs], torch.Tensor]
 # adds to it with `register_reward`, and a reward in the user's own module is named as
 # `package.module:function` (imported when the run starts, so a typo fails before any training).
 REWARDS: dict[str, RewardFn] = {"rule": rule_reward, "ndcg_rule": ndcg_rule_reward, "prefix": prefix_reward}
-# Rewards that need a loaded resource; `RewardSet` binds them to it (reward.semantic_embeddings, reward.sasrec_path).
-BOUND_REWARDS = ("semantic", "sasrec", "markov")
+# Rewards that need a loaded resource, and what each needs. `grporec.grpo.setup.build_rewards` loads the
+# resource and hands `RewardSet` each of them as a plain function of RewardInputs, like any other.
+BOUND_REWARDS: dict[str, str] = {
+    "semantic": "reward.semantic_embeddings (a .npy matrix)",
+    "sasrec": "reward.sasrec_path (a trained SASRec)",
+    "markov": "the training split (data.train_file)",
+}
 # MiniOneRec's `reward_type` names (and grporec's prefix ones) as weighted lists of registry names.
 REWARD_TYPES: dict[str, list[tuple[str, float]]] = {
     "rule": [("rule", 1.0)],
@@ -78,7 +83,7 @@ def import_reward(spec: str) -> RewardFn:
 
 def lookup_reward(name: str) -> RewardFn:
     """The registry's function for `name`, or the user's function for `package.module:function`
-    (the rewards bound to a resource, semantic and sasrec, are built by `RewardSet`)."""
+    (the rewards bound to a resource, `BOUND_REWARDS`, are built by `grpo.setup.build_rewards`)."""
     if ":" in name:
         return import_reward(name)
     if name in REWARDS:
@@ -111,26 +116,16 @@ def resolve_rewards(reward_type: str, names: list[str] | None = None, weights: l
 class RewardSet:
     """Named reward functions with weights; calling it gives (total [B*G], metrics)."""
 
-    def __init__(self, named: list[tuple[str, float]], embeddings: SidEmbeddings | None = None, sasrec=None, markov=None):
+    def __init__(self, named: list[tuple[str, float]], bound: dict[str, RewardFn] | None = None):
+        """`bound`: the rewards of `BOUND_REWARDS` the run uses, each already bound to its resource."""
         self.named = named
         self.fns: dict[str, RewardFn] = {}
+        bound = bound or {}
         for name, _ in named:
-            if name == "semantic":
-                if embeddings is None:
-                    raise SettingsError("the semantic reward needs reward.semantic_embeddings (a .npy matrix)")
-                self.fns[name] = lambda x, e=embeddings: semantic_reward(x, e)
-            elif name == "sasrec":
-                if sasrec is None:
-                    raise SettingsError("the sasrec reward needs reward.sasrec_path (a trained SASRec)")
-                from grporec.rewards.cf import sasrec_reward
-
-                self.fns[name] = lambda x, s=sasrec: sasrec_reward(x, s)
-            elif name == "markov":
-                if markov is None:
-                    raise SettingsError("the markov reward needs the training split (data.train_file)")
-                from grporec.rewards.cf import markov_reward
-
-                self.fns[name] = lambda x, t=markov: markov_reward(x, t)
+            if name in BOUND_REWARDS:
+                if name not in bound:
+                    raise SettingsError(f"the {name} reward needs {BOUND_REWARDS[name]}")
+                self.fns[name] = bound[name]
             else:
                 self.fns[name] = lookup_reward(name)
 

@@ -3,14 +3,13 @@ partial credit for the leading SID levels a completion shares with the target (p
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 
+from grporec.data.formats import SID_TOKEN_RE
 from grporec.rewards.inputs import RewardInputs
 
 _STRIP = ' \n"'  # completions may carry the newline, quotes or spaces around the SID
-_LEVEL = re.compile(r"<[^<>]*>")  # one SID level token, e.g. <b_118>
 
 
 def normalise(sid: str | None) -> str | None:
@@ -38,8 +37,10 @@ def ndcg_rule_reward(x: RewardInputs) -> torch.Tensor:
 
 
 def sid_levels(sid: str) -> list[str]:
-    """The level tokens of an SID, coarse to fine: `<a_1><b_2><c_3>` -> [`<a_1>`, `<b_2>`, `<c_3>`]."""
-    return _LEVEL.findall(sid)
+    """The level tokens of an SID, coarse to fine: `<a_1><b_2><c_3>` -> [`<a_1>`, `<b_2>`, `<c_3>`]
+    (`data.formats.split_sid`'s tokens, without its check: a malformed completion earns no credit
+    instead of raising)."""
+    return SID_TOKEN_RE.findall(sid)
 
 
 def shared_prefix_levels(a: list[str], b: list[str]) -> int:
