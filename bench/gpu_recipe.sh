@@ -12,7 +12,7 @@
 # Measured on an H200 (2026-12-04, docs/results.md "The staged recipe"): stage 1 took 200 s a seed with 6 runs
 # sharing the GPU, stage 2 ran ~11 steps/s; a whole seed is ~11 minutes, more than one call. The MPS daemon is
 # started (MPS=0: not) in case time-slicing between the processes was the cost; PROBE=1 first runs
-# bench/sft_nan_probe.py (which attention path gives SFT its NaN gradients there). EXTRA="key=value ..." is passed
+# bench/experiments/sft_nan_probe.py (which attention path gives SFT its NaN gradients there). EXTRA="key=value ..." is passed
 # to every stage after its own overrides (so it wins in all of them); a shorter stage 2 alone needs a config edit.
 #
 # Results come back in $OUT: the results JSON when every run finished, and always a tarball of each seed's stage
@@ -37,9 +37,9 @@ pack() { tar -czf "$OUT/.recipe_runs.tgz" --exclude='*.safetensors' --exclude='*
 if [ "${MPS:-1}" = 1 ] && command -v nvidia-cuda-mps-control >/dev/null 2>&1; then
   nvidia-cuda-mps-control -d >>"$OUT/session.log" 2>&1 && echo "MPS daemon started" >>"$OUT/session.log"
 fi
-# Optional first: which attention path gives SFT its NaN gradients on the GPU (bench/sft_nan_probe.py, ~2 min)
+# Optional first: which attention path gives SFT its NaN gradients on the GPU (bench/experiments/sft_nan_probe.py, ~2 min)
 if [ "${PROBE:-0}" = 1 ]; then
-  timeout "${PROBE_LIMIT:-150}" python3 bench/sft_nan_probe.py --steps "${PROBE_STEPS:-300}" --out "$OUT/sft_nan_probe.json" \
+  timeout "${PROBE_LIMIT:-150}" python3 bench/experiments/sft_nan_probe.py --steps "${PROBE_STEPS:-300}" --out "$OUT/sft_nan_probe.json" \
     data.info_file="$DATA/info/Office_Products_5_2016-10-2018-11.txt" data.index_file="$DATA/index/Office_Products.index.json" \
     data.item_file="$DATA/index/Office_Products.item.json" data.test_file="$DATA/test/Office_Products_5_2016-10-2018-11.csv" \
     data.derive_from="$DATA/valid/Office_Products_5_2016-10-2018-11.csv" data.train_file="$WORK/data/train.csv" \

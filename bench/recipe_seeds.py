@@ -5,7 +5,7 @@
 
 Each seed runs the whole recipe (`grporec recipe`, every stage trained, chosen on valid and scored
 on valid and test) in `<output_dir>/seeds/seed<k>`, and SASRec with its tuned settings
-(`--sasrec`, chosen on valid by bench/sasrec_tune.py) with the same seed; most-popular and the
+(`--sasrec`, chosen on valid by bench/experiments/sasrec_tune.py) with the same seed; most-popular and the
 first-order Markov chain are deterministic and scored once. Runs are subprocesses (`--jobs` at
 once: a GPU or many cores), each resuming where it stopped. The JSON has `"seeds"` and
 `"rows": {row: {split: {metric: [one value per seed]}}}` (rows: the baselines, `sft_<stage>`

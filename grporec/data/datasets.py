@@ -219,7 +219,7 @@ class SftTransitionDataset(PromptDataset):
     Beside `SftSidDataset`'s samples, a transition seen c times is trained c + 1 times an epoch
     instead of c: a transition seen once gets twice the repetition, a frequent one barely more.
     The last-item SFT model on Office reproduces every transition trained three times or more and
-    about half of those trained once (`bench/seen_by_count.py`); these samples give the rare ones
+    about half of those trained once (`bench/experiments/seen_by_count.py`); these samples give the rare ones
     the repetition a model needs to remember them, without over-training the frequent ones.
     """
 

@@ -1,7 +1,7 @@
 """The log-prob head alone: `log_softmax` + gather against grporec's chunked head, side by side.
 
-    python bench/logprob_head.py                              # CPU: 256 rows x 5 tokens, V = 152,536, bf16 logits
-    python bench/logprob_head.py --device cuda --rows 1024
+    python bench/experiments/logprob_head.py                              # CPU: 256 rows x 5 tokens, V = 152,536, bf16 logits
+    python bench/experiments/logprob_head.py --device cuda --rows 1024
 
 Forward and backward of per-token log-probs from logits shaped like the 0.5B policy's (one
 micro-batch of completions, the Qwen2.5 vocabulary plus SID tokens), in the dtype autocast gives
@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/common.py
 from common import PhasePeak  # noqa: E402
 from grporec.logprobs import token_logps  # noqa: E402
 

@@ -1,7 +1,7 @@
 """HR@K / NDCG@K of a model's saved predictions by how often each row's (last history SID -> target
 SID) transition occurs in the training rows: unseen (0), once, twice, three times or more.
 
-    python bench/seen_by_count.py --train runs/office-tiny/data/train.csv \
+    python bench/experiments/seen_by_count.py --train runs/office-tiny/data/train.csv \
         --test ../shared/data/minionerec/Amazon/test/Office_Products_5_2016-10-2018-11.csv \
         --predictions runs/exp/eval-test/predictions.json [more predictions.json ...]
 
@@ -23,7 +23,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from grporec.baselines import popularity, successors_in_order  # noqa: E402
 from grporec.data.formats import read_interactions  # noqa: E402
 from grporec.metrics import first_hit_rank, ranking_metrics, transition_counts  # noqa: E402

@@ -1,6 +1,6 @@
 """SFT throughput with MiniOneRec's prompts against the compact ones, in one run (not a test).
 
-    python bench/sft_prompts.py --config configs/office-tiny.yaml --steps 40 --rounds 2
+    python bench/experiments/sft_prompts.py --config configs/office-tiny.yaml --steps 40 --rounds 2
 
 For each `data.prompt_text` (minionerec, compact), alternating over rounds so that both see the
 same machine load: `--steps` SFT steps of the config's model and batch on the next-SID and
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from grporec import dist  # noqa: E402
 from grporec.config import load_config  # noqa: E402

@@ -1,6 +1,6 @@
 """Two rankers combined at decoding time: two models, or one model with two history lengths.
 
-    python bench/prompt_ensemble.py --config configs/office-tiny.yaml --split valid \
+    python bench/experiments/prompt_ensemble.py --config configs/office-tiny.yaml --split valid \
         --a runs/exp/s1-mh1/best:1 --b runs/exp/s1-suffix/best:10 --out runs/exp/ens-valid.json \
         data.prompt_text=compact
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from grporec.config import Config, load_config  # noqa: E402
 from grporec.data.load import load_data_catalog, load_split  # noqa: E402
 from grporec.decode import beam_search, build_catalog_trie, left_pad  # noqa: E402

@@ -1,6 +1,6 @@
 """SASRec tuned like the generative recipe: settings chosen on valid, the chosen one's test figures over seeds.
 
-    python bench/sasrec_tune.py --config configs/office-tiny.yaml --out bench/results/sasrec_tuned_office.json
+    python bench/experiments/sasrec_tune.py --config configs/office-tiny.yaml --out bench/results/sasrec_tuned_office.json
 
 A grid over hidden size, blocks, dropout, learning rate and weight decay (`--grid KEY=V1,V2 ...`
 replaces the default), each trained with seed 0 and early-stopped on valid NDCG@10 as
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from grporec.config import load_config  # noqa: E402
 from grporec.data.load import load_data_catalog, load_split  # noqa: E402
 from grporec.metrics import train_transitions  # noqa: E402

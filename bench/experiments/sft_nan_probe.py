@@ -1,7 +1,7 @@
 """Which attention path gives SFT its NaN gradients on a GPU? (a diagnostic, not a test)
 
-    python bench/sft_nan_probe.py --steps 300 --out nan_probe.json                 # on a CUDA machine
-    python bench/sft_nan_probe.py --steps 4 --variants default --device cpu        # a dry run
+    python bench/experiments/sft_nan_probe.py --steps 300 --out nan_probe.json                 # on a CUDA machine
+    python bench/experiments/sft_nan_probe.py --steps 4 --variants default --device cpu        # a dry run
 
 On an H200 (bf16 autocast) about 4% of the Office recipe's SFT steps had a finite loss and a NaN
 gradient norm, and were skipped (docs/results.md, "The staged recipe"); on a CPU in fp32, none.
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from grporec import dist  # noqa: E402
 from grporec.config import load_config  # noqa: E402
