@@ -82,9 +82,21 @@ def read_histories(args, catalog: Catalog) -> list[list[str]]:
     return out
 
 
+def item_record(catalog: Catalog, rank: int, sid: str, score: float) -> dict:
+    items = catalog.ids_of_sid[sid]
+    return {"rank": rank, "sid": sid, "item_id": items[0], "title": catalog.title(items[0]), "score": score,
+            "items_with_sid": items}
+
+
 @torch.no_grad()
-def recommend(model, fmt, trie, catalog: Catalog, cfg: Config, histories: list[list[str]], k: int) -> list[list[dict]]:
-    """The top-k recommendations of each history (item ids, oldest first), best first."""
+def recommend(model, fmt, trie, catalog: Catalog, cfg: Config, histories: list[list[str]], k: int,
+              blend=None) -> list[list[dict]]:
+    """The top-k recommendations of each history (item ids, oldest first), best first.
+
+    `blend` = (a, follows): rank by the blended recommender (`grporec.blend`) with prior strength
+    a and the training rows' transition counts `follows`; a record's score is then the blended
+    probability, and candidates are `cfg.eval.test_beams` beams (at least k) plus the last item's
+    successors, as `grporec eval --blend-a` ranks them. Otherwise: k beams, scored by log-probability."""
     from grporec.decode import beam_search, left_pad
     from grporec.evaluate import eval_samples
 
@@ -92,6 +104,17 @@ def recommend(model, fmt, trie, catalog: Catalog, cfg: Config, histories: list[l
             for u, h in enumerate(histories)]
     samples = eval_samples(cfg, rows)
     device = next(model.parameters()).device
+    if blend is not None:
+        from grporec.blend import blend_scores, score_candidates
+
+        a, follows = blend
+        scored = score_candidates(model, fmt, trie, samples, follows, max(k, cfg.eval.test_beams), cfg.eval.batch_prompts, device)
+        out = []
+        for c in scored:
+            p = blend_scores(c.logp, c.counts, c.total, a)
+            order = sorted(range(len(c.labels)), key=lambda i: (-float(p[i]), -float(c.logp[i]), i))[:k]
+            out.append([item_record(catalog, rank + 1, trie.names[c.labels[i]], float(p[i])) for rank, i in enumerate(order)])
+        return out
     out = []
     for start in range(0, len(samples), cfg.eval.batch_prompts):
         part = samples[start:start + cfg.eval.batch_prompts]
@@ -105,9 +128,7 @@ def recommend(model, fmt, trie, catalog: Catalog, cfg: Config, histories: list[l
                 sid = r.sids[j]
                 if sid is None:  # fewer catalog completions than k
                     continue
-                items = catalog.ids_of_sid[sid]
-                recs.append({"rank": rank + 1, "sid": sid, "item_id": items[0], "title": catalog.title(items[0]),
-                             "score": scores[j], "items_with_sid": items})
+                recs.append(item_record(catalog, rank + 1, sid, scores[j]))
             out.append(recs)
     return out
 
@@ -134,11 +155,16 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.recommend
         ap.add_argument("--input", metavar="FILE", help='JSON lines {"history": [...]}, one user each ("-": stdin)')
         ap.add_argument("--k", type=int, default=10, help="recommendations per history (beams; default 10)")
         ap.add_argument("--json", action="store_true", help="print JSON lines (one per history) instead of tables")
+        ap.add_argument("--blend-a", type=float, default=None, metavar="A",
+                        help="rank by the blend of the model with the training split's Markov counts (grporec.blend), "
+                             "prior strength A as fitted on valid (bench/blend.py); scores are then probabilities")
         args, cfg = cli.parse_config(ap, args_list, Config)
         if (args.history is None) == (args.input is None):
             raise cli.UsageError("give exactly one of --history ITEM ... and --input FILE")
         if args.k < 1:
             raise cli.UsageError(f"--k must be at least 1, got {args.k}")
+        if args.blend_a is not None and not args.blend_a > 0:
+            raise cli.UsageError(f"--blend-a must be > 0, got {args.blend_a}")
         from grporec.data.load import load_data_catalog
 
         catalog = load_data_catalog(cfg.data)
@@ -158,7 +184,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.recommend
         check_sid_tokenizer(tokenizer, catalog.sids, source=args.model)
         fmt = format_for(tokenizer, cfg.data.prompt_format, args.model, key="--model", max_prompt_tokens=cfg.data.max_prompt_tokens)
         trie = build_catalog_trie(fmt, catalog.sids, device)
-        results = recommend(model.eval(), fmt, trie, catalog, cfg, histories, args.k)
+        blend = None
+        if args.blend_a is not None:
+            from grporec.data.load import load_split
+            from grporec.metrics import transition_counts
+
+            blend = (args.blend_a, transition_counts(load_split(cfg.data, "train", catalog)))
+        results = recommend(model.eval(), fmt, trie, catalog, cfg, histories, args.k, blend)
         for h, recs in zip(histories, results):
             if args.json:
                 print(json.dumps({"history": h, "recommendations": recs}))

@@ -63,3 +63,32 @@ def test_unknown_items_are_named_before_the_model_loads(tiny_catalog, config_fil
     bad.write_text('{"history": ["' + first + '"]}\n{"items": []}\n')
     assert recommend.main(["--config", str(config_file), "--model", str(tmp_path), "--input", str(bad)]) == 1
     assert "bad.jsonl, line 2: expected a JSON object" in capsys.readouterr().err
+
+
+def test_recommend_ranks_by_the_blend(tiny_cfg, tiny_catalog, tiny_model_dir, config_file, capsys):
+    """--blend-a A: a history whose last item has one clearly most frequent successor in the training
+    rows gets that successor first (a count of c >= 1 more outweighs A p_model <= A = 0.5), and each
+    score is the blended probability (c(last -> i) + A p_model) / (c(last) + A), so it lies between
+    c / (C + A) and (c + A) / (C + A) for the item's own count c (0 < p_model <= 1)."""
+    from collections import Counter
+
+    from grporec.metrics import transition_counts
+
+    follows = transition_counts(load_split(tiny_cfg.data, "train", tiny_catalog))
+    row = next(r for r in load_split(tiny_cfg.data, "test", tiny_catalog)
+               if (top := follows.get(r.history_sids[-1], Counter()).most_common(2))
+               and (len(top) == 1 or top[0][1] >= top[1][1] + 1))
+    f = follows[row.history_sids[-1]]
+    a, C = 0.5, sum(f.values())
+    assert recommend.main(["--config", str(config_file), "--model", str(tiny_model_dir), "--history", *row.history_ids,
+                           "--k", "4", "--json", "--blend-a", str(a)]) == 0
+    got = json.loads(capsys.readouterr().out.strip())["recommendations"]
+    assert len(got) == 4 and got[0]["sid"] == f.most_common(1)[0][0]
+    scores = [r["score"] for r in got]
+    assert scores == sorted(scores, reverse=True)
+    for r in got:
+        c = f.get(r["sid"], 0)
+        assert c / (C + a) < r["score"] <= (c + a) / (C + a) + 1e-7
+    assert recommend.main(["--config", str(config_file), "--model", str(tiny_model_dir), "--history", *row.history_ids,
+                           "--blend-a", "0"]) == 2
+    assert "--blend-a must be > 0" in capsys.readouterr().err
