@@ -48,6 +48,13 @@ else
   step grpo_step 150 $PY bench/grpo_step.py --shape "$SHAPE" --device "$DEVICE" --out "$OUT/grpo_step_${SHAPE}.json"
 fi
 
+# 2b. issue 35: where the policy phase's time goes (host against device time per phase, the top operations),
+#     at micro-batches of 16 and of the whole batch (64)
+for m in 16 64; do
+  step "grpo_step_profile_micro$m" 60 $PY bench/grpo_step.py --shape "$SHAPE" --device "$DEVICE" --micro "$m" --steps 2 \
+    --profile --workdir runs/bench-grpo-step/shared --out "$OUT/grpo_step_${SHAPE}_profile_micro$m.json"
+done
+
 # 3. issue 22's memory table, GPU rows (full vs LoRA x checkpointing x G = 16, 8, 32; memory.py writes its
 #    JSON after every setting, so a step stopped at its limit still brings back the rows it finished)
 step memory 140 $PY bench/memory.py --shape "$SHAPE" --device "$DEVICE" --groups 16 8 32 --out "$OUT/memory_${SHAPE}_${DEVICE}.json"

@@ -124,7 +124,17 @@ def run(args) -> dict:
         loop.policy_backward = meter.wrap(loop.policy_backward, "policy")
         torch.cuda.reset_peak_memory_stats()
     counter = None
-    if args.count_ops:  # ops dispatched per phase, under bf16 autocast as a GPU computes (bench/host_ops.py)
+    profiler = None
+    if args.profile:  # torch.profiler over every step, each phase a `phase/<name>` range (bench/host_ops.py)
+        from host_ops import PhaseProfiler
+
+        profiler = PhaseProfiler(device)
+        loop.roll_out, loop.add_logps = profiler.wrap(loop.roll_out, "rollout"), profiler.wrap(loop.add_logps, "reference")
+        loop.policy_backward = profiler.wrap(loop.policy_backward, "policy")
+        loop.guarded_step = profiler.wrap(loop.guarded_step, "optimizer")
+        with profiler:
+            summary = loop.train(cfg, dist.DistEnv(0, 1, 0, device))
+    elif args.count_ops:  # ops dispatched per phase, under bf16 autocast as a GPU computes (bench/host_ops.py)
         from host_ops import OpCounter, autocast_for
 
         counter = OpCounter()
@@ -151,6 +161,7 @@ def run(args) -> dict:
         "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
         "phase_peak_memory_gib": meter.peaks or None, "steps_timed": len(timed), "history": summary["history"],
         "ops": counter.summary(len(summary["history"])) if counter else None,
+        "profile": profiler.summary() if profiler else None,
     }
 
 
@@ -166,6 +177,11 @@ def describe(r: dict) -> str:
                      + (f"  peak {mem:.1f} GiB" if mem else ""))
     lines.append(f"  step       {r['step_s']:8.3f} s   {r['completions_per_s']:.0f} completions/s   model compute "
                  f"{r['model_compute_share']:.1%}" + (f"   peak {r['peak_memory_gib']:.1f} GiB" if r["peak_memory_gib"] else ""))
+    prof = r.get("profile")
+    for phase, p in ((prof or {}).get("phases") or {}).items():
+        lines.append(f"  profile {phase:10s} {p['calls']} calls: host {p['host_s']:.3f} s, device {p['device_s']:.3f} s (all steps)")
+    if prof:
+        lines.append(f"top operations by {prof['sort']}:\n{prof['table']}")
     for phase, o in (r.get("ops") or {}).items():
         lines.append(f"  ops {phase:10s} {o['work_per_step']:9.0f} work-launching ({o['total_per_step']:.0f} with views), "
                      f"{o['syncs_per_step']:.0f} host syncs per step")
@@ -238,6 +254,9 @@ def main():
     ap.add_argument("--code", default=None, help=argparse.SUPPRESS)  # set by --compare for its child processes
     ap.add_argument("--count-ops", action="store_true", help="count the aten ops each phase dispatches (under bf16 "
                     "autocast; the counting slows the run, so its times are not the plain step's)")
+    ap.add_argument("--profile", action="store_true", help="torch.profiler over the run: per phase its host and device "
+                    "time, and the top operations (in the JSON and printed; profiling slows the run, so its times are "
+                    "not the plain step's)")
     ap.add_argument("--workdir", default="runs/bench-grpo-step")
     ap.add_argument("--out", default="bench/results/grpo_step.json")
     ap.add_argument("--print-code", action="store_true", help=argparse.SUPPRESS)  # which checkout runs (tests)

@@ -66,3 +66,43 @@ class OpCounter(TorchDispatchMode):
 def autocast_for(device: torch.device):
     """bf16 autocast as a CUDA run computes (on a CPU: the CPU's autocast, whose casts count the same way)."""
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+class PhaseProfiler:
+    """torch.profiler over a run, with each phase marked as a `phase/<name>` range: where a phase's
+    time goes (the host's share against the device's), as a table of the top operations and a
+    per-phase summary. On a GPU a phase whose device time is far below its host time waits on the
+    host; on a CPU both are host time."""
+
+    def __init__(self, device: torch.device):
+        from torch.profiler import ProfilerActivity, profile
+
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        self.prof = profile(activities=activities, record_shapes=False)
+        self.device = device
+
+    def __enter__(self):
+        self.prof.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.prof.__exit__(*exc)
+
+    @staticmethod
+    def wrap(fn, phase: str):
+        from torch.profiler import record_function
+
+        def marked(*a, **k):
+            with record_function(f"phase/{phase}"):
+                return fn(*a, **k)
+        return marked
+
+    def summary(self, top: int = 25) -> dict:
+        """{"phases": {name: {"calls", "host_s", "device_s"}}, "table": the top ops by self time}."""
+        events = self.prof.key_averages()
+        device_attr = "device_time_total" if hasattr(events[0], "device_time_total") else "cuda_time_total"
+        phases = {e.key[len("phase/"):]: {"calls": e.count, "host_s": e.cpu_time_total / 1e6,
+                                          "device_s": getattr(e, device_attr, 0) / 1e6}
+                  for e in events if e.key.startswith("phase/")}
+        sort = "self_cuda_time_total" if self.device.type == "cuda" else "self_cpu_time_total"
+        return {"phases": phases, "sort": sort, "table": events.table(sort_by=sort, row_limit=top)}

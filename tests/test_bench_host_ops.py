@@ -47,3 +47,21 @@ def test_grpo_step_compare_runs_the_old_code_it_names(tmp_path):
     assert old.returncode == 0, old.stderr
     assert old.stdout.strip() == str((tmp_path / "old").resolve())
     assert run().stdout.strip() == str(root)
+
+
+def test_the_phase_profiler_reports_each_phase_and_the_top_ops():
+    """PhaseProfiler: each wrapped phase appears once per call with its host time, a phase that ran
+    a matmul is no shorter than that matmul's own time, and the table names the operations."""
+    x = torch.randn(256, 256)
+    prof = H.PhaseProfiler(torch.device("cpu"))
+    mm = prof.wrap(lambda: x @ x, "a")
+    add = prof.wrap(lambda: x + 1, "b")
+    with prof:
+        mm(), mm(), add()
+    s = prof.summary()
+    assert set(s["phases"]) == {"a", "b"}
+    assert (s["phases"]["a"]["calls"], s["phases"]["b"]["calls"]) == (2, 1)
+    assert s["phases"]["a"]["host_s"] > 0 and s["phases"]["a"]["device_s"] == 0  # a CPU run has no device time
+    events = {e.key: e for e in prof.prof.key_averages()}
+    assert s["phases"]["a"]["host_s"] >= events["aten::mm"].cpu_time_total / 1e6
+    assert "aten::mm" in s["table"] and "aten::add" in s["table"]
