@@ -91,11 +91,13 @@ def score_candidates(model, fmt, trie: SidTrie, samples, follows: dict[str, Coun
     return out
 
 
+def blend_order(c: Candidates, a: float) -> tuple[list[int], torch.Tensor]:
+    """(the candidates' indices best first by the blend, their blended probabilities [N]); ties: the
+    model's order, then the beams' order."""
+    p = blend_scores(c.logp, c.counts, c.total, a)
+    return sorted(range(len(c.labels)), key=lambda i: (-float(p[i]), -float(c.logp[i]), i)), p
+
+
 def blend_rank(scored: list[Candidates], names: list[str], a: float, k: int) -> list[list[str]]:
-    """Each row's top-k SIDs by the blend (ties: the model's order, then the beams' order)."""
-    out = []
-    for c in scored:
-        p = blend_scores(c.logp, c.counts, c.total, a)
-        order = sorted(range(len(c.labels)), key=lambda i: (-float(p[i]), -float(c.logp[i]), i))
-        out.append([names[c.labels[i]] for i in order[:k]])
-    return out
+    """Each row's top-k SIDs by the blend (`blend_order`)."""
+    return [[names[c.labels[i]] for i in blend_order(c, a)[0][:k]] for c in scored]

@@ -105,15 +105,14 @@ def recommend(model, fmt, trie, catalog: Catalog, cfg: Config, histories: list[l
     samples = eval_samples(cfg, rows)
     device = next(model.parameters()).device
     if blend is not None:
-        from grporec.blend import blend_scores, score_candidates
+        from grporec.blend import blend_order, score_candidates
 
         a, follows = blend
         scored = score_candidates(model, fmt, trie, samples, follows, max(k, cfg.eval.test_beams), cfg.eval.batch_prompts, device)
         out = []
         for c in scored:
-            p = blend_scores(c.logp, c.counts, c.total, a)
-            order = sorted(range(len(c.labels)), key=lambda i: (-float(p[i]), -float(c.logp[i]), i))[:k]
-            out.append([item_record(catalog, rank + 1, trie.names[c.labels[i]], float(p[i])) for rank, i in enumerate(order)])
+            order, p = blend_order(c, a)
+            out.append([item_record(catalog, rank + 1, trie.names[c.labels[i]], float(p[i])) for rank, i in enumerate(order[:k])])
         return out
     out = []
     for start in range(0, len(samples), cfg.eval.batch_prompts):
