@@ -3,15 +3,18 @@
     python bench/quality.py --recipe --config configs/office-tiny.yaml --seeds 0 1 2 --jobs 3 \
         --out bench/results/recipe_office.json
 
-Each seed runs the whole recipe (`grporec recipe`, every stage trained, chosen on valid and scored
-on valid and test) in `<output_dir>/seeds/seed<k>`, and SASRec with its tuned settings
-(`--sasrec`, chosen on valid by bench/experiments/sasrec_tune.py) with the same seed; most-popular and the
-first-order Markov chain are deterministic and scored once. Runs are subprocesses (`--jobs` at
-once: a GPU or many cores), each resuming where it stopped. The JSON has `"seeds"` and
+Each seed runs SASRec with its tuned settings (`--sasrec`, chosen on valid by
+bench/experiments/sasrec_tune.py; the model is kept in `<seed dir>/sasrec_tuned/`), the whole recipe
+(`grporec recipe`, every stage trained, chosen on valid and scored on valid and test) in
+`<output_dir>/seeds/seed<k>`, and then the blended recommenders of its final SFT and GRPO models
+(bench/blend.py, fitted on valid): the model with the Markov counts (`blend_sft`, `blend`) and with
+SASRec in the prior too (`blend_sasrec_sft`, `blend_sasrec`). Most-popular and the first-order
+Markov chain are deterministic and scored once. Runs are subprocesses (`--jobs` at once: a GPU or
+many cores), each resuming where it stopped. The JSON has `"seeds"` and
 `"rows": {row: {split: {metric: [one value per seed]}}}` (rows: the baselines, `sft_<stage>`
-for each SFT stage but the last, `sft` for the last, `grpo`), and `"differences"`: for each claimed
-pair, the per-seed paired difference over the same rows with its standard error, the seed mean
-and the spread across seeds.
+for each SFT stage but the last, `sft` for the last, `grpo`, the blends), and `"differences"`: for
+each claimed pair, the per-seed paired difference over the same rows with its standard error, the
+seed mean and the spread across seeds.
 """
 from __future__ import annotations
 
@@ -41,8 +44,11 @@ SPLITS = ("valid", "test")
 SASREC_TUNED = ["hidden=128", "blocks=2", "dropout=0.2", "weight_decay=0.1"]  # bench/results/sasrec_tuned_office.json
 # (a, b): the differences b - a the results claim, by row name
 PAIRS = (("sft", "grpo"), ("markov", "sft"), ("sasrec_tuned", "sft"), ("markov", "grpo"), ("sasrec_tuned", "grpo"),
-         ("markov", "blend"), ("sasrec_tuned", "blend"), ("blend_sft", "blend"))
+         ("markov", "blend"), ("sasrec_tuned", "blend"), ("blend_sft", "blend"), ("markov", "blend_sasrec_sft"),
+         ("sasrec_tuned", "blend_sasrec_sft"), ("blend_sft", "blend_sasrec_sft"), ("markov", "blend_sasrec"),
+         ("sasrec_tuned", "blend_sasrec"), ("blend", "blend_sasrec"), ("blend_sasrec_sft", "blend_sasrec"))
 BLEND_ROWS = {"sft": "blend_sft", "grpo": "blend"}  # the blend (bench/blend.py, a chosen on valid) from each of these rows
+SASREC_BLEND_ROWS = {"sft": "blend_sasrec_sft", "grpo": "blend_sasrec"}  # the same with SASRec in the prior (a, w on valid)
 
 
 def metric_values(m: dict) -> dict:
@@ -84,6 +90,7 @@ def run_sasrec(args, cfg, seed: int) -> None:
            for split in SPLITS}
     path = seed_dir(Path(cfg.output_dir), seed) / "sasrec_tuned.json"
     path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(path.with_suffix(""))  # for the blend with SASRec in its prior
     path.write_text(json.dumps(out))
 
 
@@ -91,26 +98,38 @@ def launch(args, job: tuple[str, int], root: Path) -> int:
     kind, seed = job
     d = seed_dir(root, seed)
     d.mkdir(parents=True, exist_ok=True)
+    here = Path(__file__).resolve().parent
     if kind == "recipe":
-        cmd = [sys.executable, "-m", "grporec.recipe", "--config", args.config, "--threads", str(args.threads),
-               *args.overrides, f"seed={seed}", f"output_dir={d}", "train.progress=false", "sft.train.progress=false"]
-    else:
-        cmd = [sys.executable, str(Path(__file__).resolve().parents[0] / "quality.py"), "--recipe", "--config", args.config,
-               "--job-sasrec", str(seed), "--device", args.device, "--threads", str(args.threads), *args.overrides]
+        cmds = [[sys.executable, "-m", "grporec.recipe", "--config", args.config, "--threads", str(args.threads),
+                 *args.overrides, f"seed={seed}", f"output_dir={d}", "train.progress=false", "sft.train.progress=false"]]
+    elif kind == "sasrec":
+        cmds = [[sys.executable, str(here / "quality.py"), "--recipe", "--config", args.config, "--job-sasrec", str(seed),
+                 "--device", args.device, "--threads", str(args.threads), *args.overrides]]
+    else:  # the blended recommenders from the final SFT and GRPO models (bench/blend.py), with and without SASRec
+        cmds, cfg = [], load_config(args.config, args.overrides)
+        for row, out in blend_files(args, cfg, d):
+            model = json.loads((d / stage_rows(cfg.recipe)[row] / "stage.json").read_text())["model"]
+            sasrec = (["--sasrec", str(d / "sasrec_tuned"), "--save-scores", str(d / f"scores_{row}.pt")]  # for blend_forms.py
+                      if out.name.startswith("blend_sasrec") else [])
+            cmds.append([sys.executable, str(here / "blend.py"), "--config", args.config, "--model", model, *sasrec,
+                         "--device", args.device, "--threads", str(args.threads), "--out", str(out), *args.overrides,
+                         f"seed={seed}", f"output_dir={d}"])
     t0 = time.perf_counter()
+    rc = 0
     with (d / f"{kind}.log").open("a") as f:
-        rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=os.getcwd()).returncode
-        if kind == "recipe" and rc == 0 and args.blend:  # the blended recommender from the final SFT and GRPO models
-            for row, stage in stage_rows(load_config(args.config, args.overrides).recipe).items():
-                if row in BLEND_ROWS and not (d / f"blend_{row}.json").is_file():
-                    model = json.loads((d / stage / "stage.json").read_text())["model"]
-                    cmd = [sys.executable, str(Path(__file__).resolve().parent / "blend.py"), "--config", args.config,
-                           "--model", model, "--device", args.device, "--threads", str(args.threads), "--out",
-                           str(d / f"blend_{row}.json"), *args.overrides, f"seed={seed}", f"output_dir={d}"]
-                    rc = rc or subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=os.getcwd()).returncode
+        for cmd in cmds:
+            rc = rc or subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=os.getcwd()).returncode
     status = "done" if rc == 0 else f"FAILED (rc {rc}), see {d / f'{kind}.log'}"
     print(f"[recipe-seeds] {kind} seed {seed}: {status} in {time.perf_counter() - t0:.0f} s", flush=True)
     return rc
+
+
+def blend_files(args, cfg, d: Path) -> list[tuple[str, Path]]:
+    """(stage row, output file) of each blend a seed still lacks: `blend_<row>.json` (the model and the
+    counts) and `blend_sasrec_<row>.json` (SASRec in the prior too) for the final SFT and GRPO rows."""
+    rows = [r for r in BLEND_ROWS if r in stage_rows(cfg.recipe)] if args.blend else []
+    files = [(r, d / f"blend_{r}.json") for r in rows] + [(r, d / f"blend_sasrec_{r}.json") for r in rows if args.blend_sasrec]
+    return [(r, f) for r, f in files if not f.is_file()]
 
 
 def collect(cfg, root: Path, seeds: list[int]) -> tuple[dict, dict, dict, list[str]]:
@@ -125,17 +144,18 @@ def collect(cfg, root: Path, seeds: list[int]) -> tuple[dict, dict, dict, list[s
         if (d / "sasrec_tuned.json").is_file():
             sas = json.loads((d / "sasrec_tuned.json").read_text())
             found.setdefault("sasrec_tuned", {})[seed] = {split: (sas[split], sas[split]["ranks"]) for split in SPLITS}
-        for row, name in BLEND_ROWS.items():
-            if (d / f"blend_{row}.json").is_file():
-                b = json.loads((d / f"blend_{row}.json").read_text())["splits"]
-                found.setdefault(name, {})[seed] = {split: (b[split]["chosen"], b[split]["chosen"]["ranks"]) for split in SPLITS}
+        for prefix, names in (("blend", BLEND_ROWS), ("blend_sasrec", SASREC_BLEND_ROWS)):
+            for row, name in names.items():
+                if (d / f"{prefix}_{row}.json").is_file():
+                    b = json.loads((d / f"{prefix}_{row}.json").read_text())["splits"]
+                    found.setdefault(name, {})[seed] = {split: (b[split]["chosen"], b[split]["chosen"]["ranks"]) for split in SPLITS}
         for row, stage in stage_rows(cfg.recipe).items():
             if (d / stage / "stage.json").is_file():
                 record = json.loads((d / stage / "stage.json").read_text())
                 stage_ranks = json.loads((d / stage / "ranks.json").read_text())
                 found.setdefault(row, {})[seed] = {split: (record[split], stage_ranks[split]) for split in SPLITS}
                 found[row][seed]["seconds"] = record["seconds"]
-    names = ["most_popular", "markov", "sasrec_tuned", *stage_rows(cfg.recipe), *BLEND_ROWS.values()]
+    names = ["most_popular", "markov", "sasrec_tuned", *stage_rows(cfg.recipe), *BLEND_ROWS.values(), *SASREC_BLEND_ROWS.values()]
     rows, ranks, seconds = {}, {}, {seed: {} for seed in seeds}
     for name in names:
         if len(found.get(name, {})) < len(seeds):
@@ -189,6 +209,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--no-blend", dest="blend", action="store_false", help="no blend rows (bench/blend.py per seed)")
+    ap.add_argument("--no-blend-sasrec", dest="blend_sasrec", action="store_false",
+                    help="no blend rows with SASRec in the prior (blend_sasrec_*)")
     ap.add_argument("--sasrec", nargs="*", default=SASREC_TUNED, help="SASRec settings, KEY=VALUE of the sasrec section")
     ap.add_argument("--device-name", default=None, help="the device the runs used, for the report (with --collect)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "recipe_office.json"))
@@ -208,14 +230,16 @@ def main(argv: list[str]) -> None:
     def done(kind: str, seed: int) -> bool:
         d = seed_dir(root, seed)
         if kind == "sasrec":
-            return (d / "sasrec_tuned.json").is_file()
-        return (d / "recipe_results.json").is_file() and (not args.blend or all((d / f"blend_{r}.json").is_file()
-                                                                                for r in BLEND_ROWS if r in stage_rows(cfg.recipe)))
+            return (d / "sasrec_tuned.json").is_file() and (d / "sasrec_tuned" / "sasrec.json").is_file()
+        return (d / "recipe_results.json").is_file()
 
-    todo = [] if args.collect else [(kind, s) for kind in ("recipe", "sasrec") for s in args.seeds if not done(kind, s)]  # long ones first
+    # SASRec first (minutes; the blends need it), then the recipes, then the blends of what they trained
+    todo = [] if args.collect else [(kind, s) for kind in ("sasrec", "recipe") for s in args.seeds if not done(kind, s)]
     print(f"[recipe-seeds] {len(todo)} runs to do ({args.jobs} at once, {args.threads} threads each)", flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
         failed = [j for j, rc in zip(todo, pool.map(lambda j: launch(args, j, root), todo)) if rc != 0]
+        blends = [] if args.collect or failed else [("blend", s) for s in args.seeds if blend_files(args, cfg, seed_dir(root, s))]
+        failed += [j for j, rc in zip(blends, pool.map(lambda j: launch(args, j, root), blends)) if rc != 0]
     if failed:
         raise SystemExit(f"[recipe-seeds] {len(failed)} runs failed: {failed}; run the same command again to resume them")
     rows, ranks, seconds, missing = collect(cfg, root, args.seeds)

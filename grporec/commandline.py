@@ -113,6 +113,48 @@ def adopt_model_settings(cfg, model_dir, key: str, overrides: list[str]):
     return cfg
 
 
+def add_blend_arguments(ap: argparse.ArgumentParser) -> None:
+    """--blend-a / --blend-sasrec / --blend-w: rank by the blended recommender (grporec.blend)."""
+    ap.add_argument("--blend-a", type=float, default=None, metavar="A",
+                    help="rank by the blend of the model with the training split's Markov counts, p = (c(last -> i) + "
+                         "A q(i)) / (c(last) + A), q the model's probability (grporec.blend; A fitted on valid: bench/blend.py)")
+    ap.add_argument("--blend-sasrec", default=None, metavar="DIR",
+                    help="with --blend-a: a trained SASRec (grporec sasrec train) in the prior, q ~ p_model^(1 - W) p_SASRec^W")
+    ap.add_argument("--blend-w", type=float, default=None, metavar="W", help="SASRec's weight W in the prior, 0..1 (with --blend-sasrec; fit on valid: bench/blend.py --sasrec)")
+
+
+def check_blend_arguments(args) -> None:
+    """Usage errors of the --blend-* options, before anything is loaded."""
+    if args.blend_a is None:
+        if args.blend_sasrec is not None or args.blend_w is not None:
+            raise UsageError("--blend-sasrec and --blend-w need --blend-a")
+        return
+    if not args.blend_a > 0:
+        raise UsageError(f"--blend-a must be > 0, got {args.blend_a}")
+    if (args.blend_sasrec is None) != (args.blend_w is None):
+        raise UsageError("--blend-sasrec DIR and --blend-w W go together")
+    if args.blend_w is not None and not 0.0 <= args.blend_w <= 1.0:
+        raise UsageError(f"--blend-w must lie in [0, 1], got {args.blend_w}")
+
+
+def blend_settings(args, cfg, catalog, device):
+    """The `grporec.blend.Blend` the --blend-* options ask for (None without --blend-a): the training
+    split's transition counts and, with --blend-sasrec, the SASRec loaded on `device`."""
+    if args.blend_a is None:
+        return None
+    from grporec.blend import Blend
+    from grporec.data.load import load_split
+    from grporec.metrics import transition_counts
+
+    sasrec = None
+    if args.blend_sasrec is not None:
+        from grporec.models.sasrec import SASRec
+        from grporec.rewards.cf import SasrecScorer
+
+        sasrec = SasrecScorer(SASRec.load(args.blend_sasrec, device), catalog)
+    return Blend(args.blend_a, transition_counts(load_split(cfg.data, "train", catalog)), args.blend_w or 0.0, sasrec)
+
+
 def set_threads(threads: int | None) -> None:
     if threads is None:
         return

@@ -151,9 +151,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
         ap.add_argument("--exact", action="store_true",
                         help="rank the whole catalog by exact sequence log-probability (one beam per SID: no beam-search "
                              "error; costs about catalog-size beams, minutes per 100 rows on a CPU); lists keep max(--ks)")
-        ap.add_argument("--blend-a", type=float, default=None, metavar="A",
-                        help="rank by the blend of the model with the training split's Markov counts, "
-                             "p = (c(last -> i) + A p_model(i)) / (c(last) + A) (grporec.blend; fit A on valid: bench/blend.py)")
+        cli.add_blend_arguments(ap)
         ap.add_argument("--batch", type=int, default=None, help="prompts per decode batch (default eval.batch_prompts)")
         ap.add_argument("--max-rows", type=int, default=None, help="only the first N rows (default eval.max_rows; -1: all)")
         ap.add_argument("--ks", type=int, nargs="+", default=None, metavar="K",
@@ -171,8 +169,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
             raise cli.UsageError(f"--max-rows / eval.max_rows must be a positive number of rows or -1 (all), got {max_rows}")
         if batch < 1:
             raise cli.UsageError(f"--batch / eval.batch_prompts must be at least 1, got {batch}")
-        if args.blend_a is not None and (not args.blend_a > 0 or args.exact):
-            raise cli.UsageError(f"--blend-a must be > 0 and without --exact, got {args.blend_a}" + (" with --exact" if args.exact else ""))
+        cli.check_blend_arguments(args)
+        if args.blend_a is not None and args.exact:
+            raise cli.UsageError("--blend-a ranks beams and the last item's successors: not with --exact")
         cli.quiet_transformers()
         out = Path(args.out or Path(cfg.output_dir) / f"eval-{args.split}")
         env = dist.setup()
@@ -202,6 +201,8 @@ def ensure_writable(out: Path) -> None:
 
 
 def run_evaluation(cfg: Config, args, env, out: Path, max_rows: int, batch: int) -> None:
+    """Score `args.model` on `args.split`; with --blend-a, rank by the blended recommender (grporec.blend)."""
+    from grporec import commandline as cli
     from grporec.models.format import format_for
     from grporec.models.policy import load_policy
     from grporec.models.tokenizer import check_sid_tokenizer
@@ -215,14 +216,13 @@ def run_evaluation(cfg: Config, args, env, out: Path, max_rows: int, batch: int)
     t0 = time.perf_counter()
     transitions = split_transitions(cfg, catalog) if cfg.data.train_file else None
     beams = exact_beams(trie) if args.exact else args.beams
-    if args.blend_a is not None:  # the blended recommender: the model's beams and the Markov counts (grporec.blend)
+    blend = cli.blend_settings(args, cfg, catalog, env.device)
+    if blend is not None:  # the blended recommender: the model's beams, the Markov counts, SASRec (grporec.blend)
         from grporec.blend import blend_rank, score_candidates
-        from grporec.metrics import transition_counts
 
-        follows = transition_counts(load_split(cfg.data, "train", catalog))
         with dist.autocast(env, cfg.train.mixed_precision):
-            scored = score_candidates(model.eval(), fmt, trie, samples, follows, beams, batch, env.device)
-        preds = blend_rank(scored, trie.names, args.blend_a, beams)
+            scored = score_candidates(model.eval(), fmt, trie, samples, blend.follows, beams, batch, env.device, sasrec=blend.sasrec)
+        preds = blend_rank(scored, trie.names, blend.a, beams, blend.w)
         metrics = score(preds, samples, beams, catalog, tuple(args.ks), transitions)
     else:
         metrics, preds = evaluate(model, fmt, trie, samples, beams, batch, env, catalog, ks=tuple(args.ks),
@@ -233,7 +233,8 @@ def run_evaluation(cfg: Config, args, env, out: Path, max_rows: int, batch: int)
     if env.is_main:
         write_outputs(out, metrics, preds, samples, {"model": args.model, "split": args.split, "beams": "exact" if args.exact else args.beams,
                                                      "prompt_style": cfg.eval.prompt_style, "prompt_format": fmt.name,
-                                                     "blend_a": args.blend_a})
+                                                     "blend_a": args.blend_a, "blend_sasrec": args.blend_sasrec,
+                                                     "blend_w": args.blend_w})
         print(format_metrics(metrics))
         print(f"[evaluate] {len(samples)} rows in {metrics['seconds']:.1f} s; wrote {out / 'metrics.json'} and "
               f"{out / 'predictions.json'}")

@@ -93,10 +93,10 @@ def recommend(model, fmt, trie, catalog: Catalog, cfg: Config, histories: list[l
               blend=None) -> list[list[dict]]:
     """The top-k recommendations of each history (item ids, oldest first), best first.
 
-    `blend` = (a, follows): rank by the blended recommender (`grporec.blend`) with prior strength
-    a and the training rows' transition counts `follows`; a record's score is then the blended
-    probability, and candidates are `cfg.eval.test_beams` beams (at least k) plus the last item's
-    successors, as `grporec eval --blend-a` ranks them. Otherwise: k beams, scored by log-probability."""
+    `blend` (a `grporec.blend.Blend`): rank by the blended recommender; a record's score is then the
+    blended probability, and candidates are `cfg.eval.test_beams` beams (at least k) plus the last
+    item's successors (and SASRec's top SIDs with a SASRec), as `grporec eval --blend-a` ranks them.
+    Otherwise: k beams, scored by log-probability."""
     from grporec.decode import beam_search, left_pad
     from grporec.evaluate import eval_samples
 
@@ -107,11 +107,11 @@ def recommend(model, fmt, trie, catalog: Catalog, cfg: Config, histories: list[l
     if blend is not None:
         from grporec.blend import blend_order, score_candidates
 
-        a, follows = blend
-        scored = score_candidates(model, fmt, trie, samples, follows, max(k, cfg.eval.test_beams), cfg.eval.batch_prompts, device)
+        scored = score_candidates(model, fmt, trie, samples, blend.follows, max(k, cfg.eval.test_beams), cfg.eval.batch_prompts,
+                                  device, sasrec=blend.sasrec)
         out = []
         for c in scored:
-            order, p = blend_order(c, a)
+            order, p = blend_order(c, blend.a, blend.w)
             out.append([item_record(catalog, rank + 1, trie.names[c.labels[i]], float(p[i])) for rank, i in enumerate(order[:k])])
         return out
     out = []
@@ -154,16 +154,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.recommend
         ap.add_argument("--input", metavar="FILE", help='JSON lines {"history": [...]}, one user each ("-": stdin)')
         ap.add_argument("--k", type=int, default=10, help="recommendations per history (beams; default 10)")
         ap.add_argument("--json", action="store_true", help="print JSON lines (one per history) instead of tables")
-        ap.add_argument("--blend-a", type=float, default=None, metavar="A",
-                        help="rank by the blend of the model with the training split's Markov counts (grporec.blend), "
-                             "prior strength A as fitted on valid (bench/blend.py); scores are then probabilities")
+        cli.add_blend_arguments(ap)  # scores are then the blended probabilities
         args, cfg = cli.parse_config(ap, args_list, Config)
         if (args.history is None) == (args.input is None):
             raise cli.UsageError("give exactly one of --history ITEM ... and --input FILE")
         if args.k < 1:
             raise cli.UsageError(f"--k must be at least 1, got {args.k}")
-        if args.blend_a is not None and not args.blend_a > 0:
-            raise cli.UsageError(f"--blend-a must be > 0, got {args.blend_a}")
+        cli.check_blend_arguments(args)
         from grporec.data.load import load_data_catalog
 
         catalog = load_data_catalog(cfg.data)
@@ -183,12 +180,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.recommend
         check_sid_tokenizer(tokenizer, catalog.sids, source=args.model)
         fmt = format_for(tokenizer, cfg.data.prompt_format, args.model, key="--model", max_prompt_tokens=cfg.data.max_prompt_tokens)
         trie = build_catalog_trie(fmt, catalog.sids, device)
-        blend = None
-        if args.blend_a is not None:
-            from grporec.data.load import load_split
-            from grporec.metrics import transition_counts
-
-            blend = (args.blend_a, transition_counts(load_split(cfg.data, "train", catalog)))
+        blend = cli.blend_settings(args, cfg, catalog, device)
         results = recommend(model.eval(), fmt, trie, catalog, cfg, histories, args.k, blend)
         for h, recs in zip(histories, results):
             if args.json:

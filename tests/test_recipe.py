@@ -192,3 +192,19 @@ def test_the_seed_benchmark_names_rows_and_pairs_differences_by_row():
     assert test["ndcg@10"]["mean"] == pytest.approx(mean / 2, abs=1e-12)  # seed 1 compares b with itself
     assert test["hr@10"]["per_seed"][0]["diff"] == pytest.approx(1 / 3, abs=1e-12)  # hits: a 2 of 3, b 3 of 3
     assert test["hr@10"]["spread_sd"] == pytest.approx(math.sqrt(2 * (1 / 6) ** 2), abs=1e-12)  # values 1/3 and 0
+
+
+def test_the_seed_benchmark_runs_only_the_blends_a_seed_lacks(tmp_path):
+    """Per seed: the blend of the final SFT and GRPO models with the counts (`blend_<row>.json`) and
+    with SASRec in the prior too (`blend_sasrec_<row>.json`), each once; a rerun adds what is missing."""
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(recipe=[StageConfig("suffix", "sft"), StageConfig("last_item", "sft"), StageConfig("grpo", "grpo")])
+    args = SimpleNamespace(blend=True, blend_sasrec=True)
+    (tmp_path / "blend_sft.json").write_text("{}")
+    assert RS.blend_files(args, cfg, tmp_path) == [("grpo", tmp_path / "blend_grpo.json"), ("sft", tmp_path / "blend_sasrec_sft.json"),
+                                                   ("grpo", tmp_path / "blend_sasrec_grpo.json")]  # sft_suffix has none
+    args.blend_sasrec = False
+    assert RS.blend_files(args, cfg, tmp_path) == [("grpo", tmp_path / "blend_grpo.json")]
+    args.blend = False
+    assert RS.blend_files(args, cfg, tmp_path) == []

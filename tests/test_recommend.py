@@ -92,3 +92,34 @@ def test_recommend_ranks_by_the_blend(tiny_cfg, tiny_catalog, tiny_model_dir, co
     assert recommend.main(["--config", str(config_file), "--model", str(tiny_model_dir), "--history", *row.history_ids,
                            "--blend-a", "0"]) == 2
     assert "--blend-a must be > 0" in capsys.readouterr().err
+
+
+def test_recommend_blends_in_a_sasrec(tiny_cfg, tiny_catalog, tiny_model_dir, config_file, tmp_path, capsys):
+    """--blend-sasrec DIR --blend-w 1 with a prior strength that drowns the counts: the list is
+    SASRec's own top SIDs for the history, scored in proportion to SASRec's probabilities (items of a
+    SID summed; the prior is renormalised over the candidates)."""
+    import torch
+
+    from grporec.models.sasrec import SASRec, SasrecShape
+    from grporec.rewards.cf import SasrecScorer
+
+    torch.manual_seed(0)
+    sas = SASRec(SasrecShape(len(tiny_catalog.items), hidden=16, blocks=1, dropout=0.0)).eval()
+    sas.save(tmp_path / "sasrec")
+    row = load_split(tiny_cfg.data, "test", tiny_catalog)[0]
+    base = ["--config", str(config_file), "--model", str(tiny_model_dir), "--history", *row.history_ids]
+    assert recommend.main([*base, "--k", "3", "--json", "--blend-a", "1e9", "--blend-sasrec", str(tmp_path / "sasrec"),
+                           "--blend-w", "1"]) == 0
+    got = json.loads(capsys.readouterr().out.strip())["recommendations"]
+    probs = SasrecScorer(sas, tiny_catalog).sid_probs([row.history_sids[-tiny_cfg.data.max_history:]])[0]  # naive: the scorer
+    top = probs.topk(3)
+    assert [r["sid"] for r in got] == [tiny_catalog.sids[k] for k in top.indices.tolist()]
+    for r, p in zip(got, top.values.tolist()):  # (c + 1e9 q) / (C + 1e9) = q to within C / 1e9, q = p / (the candidates' sum)
+        assert r["score"] / got[0]["score"] == pytest.approx(p / top.values[0].item(), rel=1e-4)
+    for extra, message in ((["--blend-w", "0.5"], "--blend-sasrec and --blend-w need --blend-a"),
+                           (["--blend-a", "1", "--blend-w", "0.5"], "--blend-sasrec DIR and --blend-w W go together"),
+                           (["--blend-a", "1", "--blend-sasrec", str(tmp_path / "sasrec"), "--blend-w", "2"], "--blend-w must lie in [0, 1]")):
+        assert recommend.main([*base, *extra]) == 2
+        assert message in capsys.readouterr().err
+    assert recommend.main([*base, "--blend-a", "1", "--blend-sasrec", str(tmp_path / "none"), "--blend-w", "0.5"]) == 1
+    assert "no SASRec model (sasrec.json)" in capsys.readouterr().err
