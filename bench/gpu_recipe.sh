@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The staged Office recipe (configs/office-tiny.yaml) for 3 seeds with its baselines, on a GPU lent to a
+# A staged Office recipe ($CONFIG, default configs/office-tiny.yaml; CONFIG=configs/office-tiny-lastitem.yaml for
+# the three-stage one) for 3 seeds with its baselines and blends, on a GPU lent to a
 # session, in one call of the device tool. Every recipe and SASRec run goes at once (--jobs 6; the tiny model
 # leaves the GPU mostly idle, so the runs barely slow each other). ../shared does not travel: copy the data
 # into an ignored folder and carry it.
@@ -9,7 +10,7 @@
 #   dry run on a CPU: OUT=/tmp/gpu-recipe LIMIT=120 EXTRA="sft.train.max_steps=4 sft.train.eval_steps=2
 #                     train.max_steps=2 eval.max_rows=40 sft.valid_max_rows=40 sasrec.epochs=1" bash bench/gpu_recipe.sh
 #
-# Measured on an H200 (2026-12-04, docs/results.md "The staged recipe"): stage 1 took 200 s a seed with 6 runs
+# Measured on an H200 (2026-12-04, docs/results.md "The last-item recipe"): stage 1 took 200 s a seed with 6 runs
 # sharing the GPU, stage 2 ran ~11 steps/s; a whole seed is ~11 minutes, more than one call. The MPS daemon is
 # started (MPS=0: not) in case time-slicing between the processes was the cost; PROBE=1 first runs
 # bench/experiments/sft_nan_probe.py (which attention path gives SFT its NaN gradients there). EXTRA="key=value ..." is passed
@@ -47,7 +48,7 @@ if [ "${PROBE:-0}" = 1 ]; then
   echo "probe rc $? at +${SECONDS}s" >>"$OUT/session.log"
 fi
 ( while sleep 20; do pack; done ) & packer=$!
-timeout "$(( LIMIT - SECONDS ))" python3 bench/quality.py --recipe --config configs/office-tiny.yaml --seeds 0 1 2 --jobs "$JOBS" \
+timeout "$(( LIMIT - SECONDS ))" python3 bench/quality.py --recipe --config "${CONFIG:-configs/office-tiny.yaml}" --seeds 0 1 2 --jobs "$JOBS" \
   --out "$OUT/recipe_office.json" output_dir="$WORK" \
   data.info_file="$DATA/info/Office_Products_5_2016-10-2018-11.txt" data.index_file="$DATA/index/Office_Products.index.json" \
   data.item_file="$DATA/index/Office_Products.item.json" data.test_file="$DATA/test/Office_Products_5_2016-10-2018-11.csv" \

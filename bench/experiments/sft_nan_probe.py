@@ -4,7 +4,7 @@
     python bench/experiments/sft_nan_probe.py --steps 4 --variants default --device cpu        # a dry run
 
 On an H200 (bf16 autocast) about 4% of the Office recipe's SFT steps had a finite loss and a NaN
-gradient norm, and were skipped (docs/results.md, "The staged recipe"); on a CPU in fp32, none.
+gradient norm, and were skipped (docs/results.md, "The last-item recipe"); on a CPU in fp32, none.
 This runs the recipe's first stage (compact prompts, suffix samples) for `--steps` steps per
 variant, from the same seed, and counts the skipped steps:
   default   SDPA as transformers calls it, bf16 autocast (what the recipe ran);
