@@ -100,8 +100,7 @@ def main() -> int:
         base = evaluate_baselines(cfg, split, args.beams, args.max_rows)["markov"]
         if not chosen:  # valid: the pair with the best NDCG@10, and the best without SASRec
             chosen = {"chosen": max(pairs, key=lambda p: rows[name(*p)]["ndcg@10"]),
-                      "chosen_markov": max(args.grid, key=lambda a: rows[name(a, 0.0)]["ndcg@10"])}
-            chosen["chosen_markov"] = (chosen["chosen_markov"], 0.0)
+                      "chosen_markov": max(((a, 0.0) for a in args.grid), key=lambda p: rows[name(*p)]["ndcg@10"])}
         report["splits"][split] = {"seconds": time.perf_counter() - t0, "chosen_a": chosen["chosen"][0], "chosen_w": chosen["chosen"][1],
                                    "markov": figures(base), "candidates_mean": sum(len(c.labels) for c in scored) / len(scored),
                                    **{key: {**figures(rows[name(*p)]), "a": p[0], "w": p[1], "ranks": rows[name(*p)]["ranks"]}

@@ -94,7 +94,7 @@ def run_sasrec(args, cfg, seed: int) -> None:
     path.write_text(json.dumps(out))
 
 
-def launch(args, job: tuple[str, int], root: Path) -> int:
+def launch(args, cfg, job: tuple[str, int], root: Path) -> int:
     kind, seed = job
     d = seed_dir(root, seed)
     d.mkdir(parents=True, exist_ok=True)
@@ -106,11 +106,11 @@ def launch(args, job: tuple[str, int], root: Path) -> int:
         cmds = [[sys.executable, str(here / "quality.py"), "--recipe", "--config", args.config, "--job-sasrec", str(seed),
                  "--device", args.device, "--threads", str(args.threads), *args.overrides]]
     else:  # the blended recommenders from the final SFT and GRPO models (bench/blend.py), with and without SASRec
-        cmds, cfg = [], load_config(args.config, args.overrides)
-        for row, out in blend_files(args, cfg, d):
+        cmds = []
+        for row, out, with_sasrec in blend_files(args, cfg, d):
             model = json.loads((d / stage_rows(cfg.recipe)[row] / "stage.json").read_text())["model"]
             sasrec = (["--sasrec", str(d / "sasrec_tuned"), "--save-scores", str(d / f"scores_{row}.pt")]  # for blend_forms.py
-                      if out.name.startswith("blend_sasrec") else [])
+                      if with_sasrec else [])
             cmds.append([sys.executable, str(here / "blend.py"), "--config", args.config, "--model", model, *sasrec,
                          "--device", args.device, "--threads", str(args.threads), "--out", str(out), *args.overrides,
                          f"seed={seed}", f"output_dir={d}"])
@@ -124,12 +124,14 @@ def launch(args, job: tuple[str, int], root: Path) -> int:
     return rc
 
 
-def blend_files(args, cfg, d: Path) -> list[tuple[str, Path]]:
-    """(stage row, output file) of each blend a seed still lacks: `blend_<row>.json` (the model and the
-    counts) and `blend_sasrec_<row>.json` (SASRec in the prior too) for the final SFT and GRPO rows."""
+def blend_files(args, cfg, d: Path) -> list[tuple[str, Path, bool]]:
+    """(stage row, output file, with SASRec) of each blend a seed still lacks: `blend_<row>.json` (the
+    model and the counts) and `blend_sasrec_<row>.json` (SASRec in the prior too) for the final SFT
+    and GRPO rows."""
     rows = [r for r in BLEND_ROWS if r in stage_rows(cfg.recipe)] if args.blend else []
-    files = [(r, d / f"blend_{r}.json") for r in rows] + [(r, d / f"blend_sasrec_{r}.json") for r in rows if args.blend_sasrec]
-    return [(r, f) for r, f in files if not f.is_file()]
+    files = [(r, d / f"blend_{r}.json", False) for r in rows] + [(r, d / f"blend_sasrec_{r}.json", True)
+                                                                  for r in rows if args.blend_sasrec]
+    return [entry for entry in files if not entry[1].is_file()]
 
 
 def collect(cfg, root: Path, seeds: list[int]) -> tuple[dict, dict, dict, list[str]]:
@@ -237,9 +239,9 @@ def main(argv: list[str]) -> None:
     todo = [] if args.collect else [(kind, s) for kind in ("sasrec", "recipe") for s in args.seeds if not done(kind, s)]
     print(f"[recipe-seeds] {len(todo)} runs to do ({args.jobs} at once, {args.threads} threads each)", flush=True)
     with ThreadPoolExecutor(args.jobs) as pool:
-        failed = [j for j, rc in zip(todo, pool.map(lambda j: launch(args, j, root), todo)) if rc != 0]
+        failed = [j for j, rc in zip(todo, pool.map(lambda j: launch(args, cfg, j, root), todo)) if rc != 0]
         blends = [] if args.collect or failed else [("blend", s) for s in args.seeds if blend_files(args, cfg, seed_dir(root, s))]
-        failed += [j for j, rc in zip(blends, pool.map(lambda j: launch(args, j, root), blends)) if rc != 0]
+        failed += [j for j, rc in zip(blends, pool.map(lambda j: launch(args, cfg, j, root), blends)) if rc != 0]
     if failed:
         raise SystemExit(f"[recipe-seeds] {len(failed)} runs failed: {failed}; run the same command again to resume them")
     rows, ranks, seconds, missing = collect(cfg, root, args.seeds)

@@ -141,8 +141,13 @@ def blend_order(c: Candidates, a: float, w: float = 0.0) -> tuple[list[int], tor
     """(the candidates' indices best first by the blend, their blended probabilities [N]); ties: the
     model's order, then the beams' order."""
     p = blend_scores(c.logp, c.counts, c.total, a, c.sas_logp, w)
-    pl, lp = p.tolist(), c.logp.tolist()  # Python floats: a sort key per element, no tensor indexing
-    return sorted(range(len(pl)), key=lambda i: (-pl[i], -lp[i], i)), p
+    return best_first(p, c.logp), p
+
+
+def best_first(p: torch.Tensor, logp: torch.Tensor) -> list[int]:
+    """Indices of `p` [N] from the highest; ties: higher `logp` (the model's order), then the lower index."""
+    pl, lp = p.tolist(), logp.tolist()  # Python floats: a sort key per element, no tensor indexing
+    return sorted(range(len(pl)), key=lambda i: (-pl[i], -lp[i], i))
 
 
 def blend_rank(scored: list[Candidates], names: list[str], a: float, k: int, w: float = 0.0) -> list[list[str]]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from grporec.blend import blend_scores  # noqa: E402
+from grporec.blend import best_first, blend_scores  # noqa: E402
 
 A_GRID = [1e-3, 0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 1e6]
 W_GRID = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
@@ -49,9 +49,7 @@ def ndcg10(rows: list[dict], names: list[str], form: str, a: float, w: float) ->
     """Per-row NDCG@10 of the blend (0 where the target is not among the top 10 candidates)."""
     out = []
     for r in rows:
-        p = scores(form, r, a, w).tolist()
-        lp = r["logp"].tolist()
-        top = sorted(range(len(p)), key=lambda i: (-p[i], -lp[i], i))[:10]
+        top = best_first(scores(form, r, a, w), r["logp"])[:10]  # ordered as grporec.blend orders
         hit = [j for j, i in enumerate(top) if names[r["labels"][i]] == r["target"]]
         out.append(1 / math.log2(hit[0] + 2) if hit else 0.0)
     return out
