@@ -119,7 +119,8 @@ class RewardConfig:
     # grporec's: prefix (partial credit per shared leading SID level), ranking_prefix (= ranking + prefix).
     # Checked against grporec.rewards.REWARD_TYPES when a run starts.
     reward_type: str = "ranking"
-    # An explicit list of reward functions overrides reward_type: rule, ndcg_rule, prefix, semantic, sasrec, markov
+    # An explicit list of reward functions overrides reward_type: rule, ndcg_rule, prefix, semantic, sasrec, markov,
+    # teacher
     # (grporec.rewards.REWARDS), or your own as package.module:function (a function of RewardInputs).
     names: list[str] | None = None
     weights: list[float] | None = None  # one per name (default all 1.0)
@@ -128,6 +129,9 @@ class RewardConfig:
     # markov reward: P(completion | last history item) counted on the training split, 0 where the last item was
     # followed fewer than this many times in training (a teacher too unsure to teach)
     markov_min_count: int = 1
+    # teacher reward: (count(last -> sid) + a p_SASRec(sid | history)) / (count(last) + a), the Markov counts smoothed
+    # with SASRec (reward.sasrec_path); a is this, in counts (bench/experiments/teacher_a.py scores it on valid)
+    teacher_a: float = 10.0
 
 
 @dataclass
@@ -263,10 +267,12 @@ class SftConfig:
 
 @dataclass
 class StageConfig:
-    """One stage of a staged recipe (`grporec recipe`): SFT or GRPO, from the previous stage's model."""
+    """One stage of a staged recipe (`grporec recipe`): SFT or GRPO, from the previous stage's model, or SASRec."""
 
     name: str  # its directory under output_dir, and its row in the recipe's results
-    kind: Literal["sft", "grpo"]  # sft: grporec.sft (the model kept is its valid-best, sft.select_on); grpo: the loop's last checkpoint
+    # sft: grporec.sft (the model kept is its valid-best, sft.select_on); grpo: the loop's last checkpoint; sasrec: the
+    # sasrec: section's SASRec, which later stages' sasrec and teacher rewards use (reward.sasrec_path)
+    kind: Literal["sft", "grpo", "sasrec"]
     # section.key=value on top of this file, before the command line's: what this stage changes. Its start is set
     # for it (sft.init / model.path: the previous stage's model; the first SFT stage keeps sft.init). Prompt
     # settings the stage does not set come from the model it starts from (grporec.models.settings).
@@ -287,7 +293,7 @@ class Config:
     sft: SftConfig = field(default_factory=SftConfig)
     seed: int = 42  # seeds data order, sampling and model initialisation
     output_dir: str = "runs/default"  # where a run writes its checkpoints, logs and config
-    # A staged recipe, run in order by `grporec recipe` (and `grporec demo`): stages {name, kind: sft | grpo,
+    # A staged recipe, run in order by `grporec recipe` (and `grporec demo`): stages {name, kind: sft | grpo | sasrec,
     # overrides: [section.key=value, ...]}, each in output_dir/<name>, initialised from the previous stage's model
     # (README, "Recipes"). Empty: the demo's two stages, SFT then GRPO, as configured.
     recipe: list[StageConfig] = field(default_factory=list)
@@ -326,7 +332,7 @@ VALUE_RANGES = {
     "rl.num_iterations": "at least 1", "rl.epsilon_low": "probability", "rl.epsilon_high": "non-negative",
     "rl.ref_sync_steps": "at least 1", "rl.ref_sync_alpha": "fraction",
     "eval.test_beams": "at least 1", "eval.max_rows": "rows", "eval.batch_prompts": "at least 1", "eval.ks": "cut-offs",
-    "reward.markov_min_count": "at least 1",
+    "reward.markov_min_count": "at least 1", "reward.teacher_a": "positive",
     "sasrec.hidden": "at least 1", "sasrec.blocks": "at least 1", "sasrec.heads": "at least 1", "sasrec.dropout": "probability",
     "sasrec.max_len": "at least 1", "sasrec.lr": "positive", "sasrec.weight_decay": "non-negative", "sasrec.batch_size": "at least 1",
     "sasrec.epochs": "at least 1", "sasrec.patience": "non-negative",

@@ -4,7 +4,10 @@ A recipe is the config's `recipe:` list, run in order (SFT stages, then GRPO): e
 config with the stage's own overrides, then the command line's, in `<output_dir>/<stage>`, and
 starts from the previous stage's model (`sft.init` / `model.path`; the first SFT stage keeps the
 config's `sft.init`). The model a stage hands on is its choice: an SFT stage's valid-best
-(`sft.select_on`), a GRPO stage's last checkpoint. Prompt settings a stage does not set come from
+(`sft.select_on`), a GRPO stage's last checkpoint. A `sasrec` stage trains the SASRec of the
+config's `sasrec:` section, seeded like the rest, into `<output_dir>/<stage>/model`; it hands on no
+generative model, but every later stage's `reward.sasrec_path` (the `sasrec` and `teacher` rewards)
+is it, unless the stage or the command line sets that key. Prompt settings a stage does not set come from
 the model it starts from (grporec.models.settings). Each finished stage is scored on valid and
 test (`cfg.eval`) and marked done with `stage.json`; running the command again skips finished
 stages and resumes an interrupted one from its checkpoint. A stop request (SIGTERM, Ctrl-C) ends
@@ -22,9 +25,11 @@ import torch
 from grporec import commandline as cli, dist
 from grporec.checkpoint import latest_checkpoint
 from grporec.config import Config, StageConfig, load_config
+from grporec.data.load import load_data_catalog, load_split
 from grporec.data.prepare import ensure_derived_data, ensure_synthetic_data
 from grporec.errors import SettingsError
 from grporec.evaluate import evaluate_model, format_metrics
+from grporec.metrics import train_transitions
 from grporec.models.settings import adopt_model_settings, override_keys
 
 STAGE_FILE = "stage.json"  # written when a stage is trained and scored: its model, metrics and time
@@ -44,18 +49,28 @@ def check_recipe(stages: list[StageConfig]) -> None:
         bad = [o for o in s.overrides if "=" not in o]
         if bad:
             raise SettingsError(f"recipe[{i}] ({s.name}).overrides: {bad[0]!r} is not section.key=value")
-        fixed = override_keys(s.overrides) & {"output_dir", "recipe", "model.path" if s.kind == "grpo" else "sft.init"}
+        fixed = override_keys(s.overrides) & {"output_dir", "recipe", {"grpo": "model.path", "sft": "sft.init", "sasrec": "sasrec.path"}[s.kind]}
         if fixed and not (s.kind == "sft" and i == 0 and fixed == {"sft.init"}):
             raise SettingsError(f"recipe[{i}] ({s.name}).overrides sets {sorted(fixed)[0]}: the recipe sets it (each stage "
                                 "starts from the previous one's model, in output_dir/<name>)")
-    if stages[0].kind != "sft":
-        raise SettingsError("recipe[0] is a grpo stage: a recipe starts with SFT (its start is the SFT model it trains)")
+    first = next((i for i, s in enumerate(stages) if s.kind != "sasrec"), None)
+    if first is None:
+        raise SettingsError("recipe has only sasrec stages: it needs an sft stage to train the generative model")
+    if stages[first].kind != "sft":
+        raise SettingsError(f"recipe[{first}] is a grpo stage before any sft stage: a recipe trains its generative model "
+                            "with SFT first (its start is the SFT model it trains)")
 
 
-def stage_config(config_path: str, cli_overrides: list[str], stage: StageConfig, root: Path, start: Path | None):
+def stage_config(config_path: str, cli_overrides: list[str], stage: StageConfig, root: Path, start: Path | None,
+                 sasrec: Path | None = None):
     """(config, notes) of one stage: the file, the stage's overrides, the command line's; its start
-    model's prompt settings where neither sets them."""
+    model's prompt settings where neither sets them; `sasrec` (an earlier sasrec stage's model) as
+    reward.sasrec_path where neither sets that."""
     placed = [f"output_dir={root / stage.name}"]
+    if stage.kind == "sasrec":
+        return load_config(config_path, stage.overrides + cli_overrides + placed + [f"sasrec.path={root / stage.name / 'model'}"]), []
+    if sasrec is not None and "reward.sasrec_path" not in override_keys(stage.overrides + cli_overrides):
+        placed.append(f"reward.sasrec_path={sasrec}")
     if start is not None:
         placed.append(f"{'sft.init' if stage.kind == 'sft' else 'model.path'}={start}")
     cfg = load_config(config_path, stage.overrides + cli_overrides + placed)
@@ -66,6 +81,17 @@ def stage_config(config_path: str, cli_overrides: list[str], stage: StageConfig,
 
 def train_stage(stage: StageConfig, cfg: Config, env: dist.DistEnv) -> tuple[Path, bool]:
     """(the model the stage hands on, whether a stop request ended it early)."""
+    if stage.kind == "sasrec":
+        from grporec.sasrec import train_sasrec
+
+        catalog = load_data_catalog(cfg.data)
+        model, info = train_sasrec(cfg.sasrec, catalog, load_split(cfg.data, "train", catalog),
+                                   load_split(cfg.data, "valid", catalog), seed=cfg.seed, device=str(env.device),
+                                   progress=cfg.train.progress)
+        out = Path(cfg.sasrec.path)
+        model.save(out)
+        (out / "train_log.json").write_text(json.dumps(info, indent=2))
+        return out, False
     if stage.kind == "sft":
         from grporec.sft import train_sft
 
@@ -89,8 +115,11 @@ def run_stage(stage: StageConfig, cfg: Config, env: dist.DistEnv) -> dict | None
     ranks = {}
     for split in SPLITS:
         t = time.perf_counter()
-        with dist.autocast(env, cfg.train.mixed_precision):  # bf16 on one CUDA device, as training scores
-            m = evaluate_model(cfg, model, split, env, out / f"eval-{split}")
+        if stage.kind == "sasrec":
+            m = score_sasrec(cfg, model, split, env)
+        else:
+            with dist.autocast(env, cfg.train.mixed_precision):  # bf16 on one CUDA device, as training scores
+                m = evaluate_model(cfg, model, split, env, out / f"eval-{split}")
         ranks[split] = m.pop("ranks")
         record[split] = m
         record["seconds"][f"eval_{split}"] = time.perf_counter() - t
@@ -98,6 +127,18 @@ def run_stage(stage: StageConfig, cfg: Config, env: dist.DistEnv) -> dict | None
     (out / "ranks.json").write_text(json.dumps(ranks))  # per-row first-hit ranks, for paired differences
     (out / STAGE_FILE).write_text(json.dumps(record, indent=1))
     return record
+
+
+def score_sasrec(cfg: Config, model_dir: Path, split: str, env: dist.DistEnv) -> dict:
+    """A sasrec stage's model on one split, as evaluate_model reports a generative one: HR/NDCG at
+    cfg.eval.ks over the whole catalog, the seen/unseen rows, and each row's target rank."""
+    from grporec.models.sasrec import SASRec
+    from grporec.sasrec import evaluate_sasrec
+
+    catalog = load_data_catalog(cfg.data)
+    rows = load_split(cfg.data, split, catalog)[:cfg.eval.max_rows if cfg.eval.max_rows > 0 else None]
+    return evaluate_sasrec(SASRec.load(model_dir, env.device), catalog, rows, ks=tuple(cfg.eval.ks),
+                           transitions=train_transitions(load_split(cfg.data, "train", catalog)), with_ranks=True)
 
 
 def stage_record(root: Path, stage: StageConfig) -> dict | None:
@@ -112,13 +153,13 @@ def run_recipe(config_path: str, cli_overrides: list[str], cfg: Config, env: dis
     root = Path(cfg.output_dir)
     ensure_synthetic_data(cfg)
     ensure_derived_data(cfg)
-    records, start = {}, None
+    records, start, sasrec = {}, None, None
     for i, stage in enumerate(cfg.recipe):
         done = stage_record(root, stage)
         if done is not None:
             print(f"[recipe] stage {i + 1}/{len(cfg.recipe)} {stage.name}: done ({done['model']})", flush=True)
         else:
-            stage_cfg, notes = stage_config(config_path, cli_overrides, stage, root, start)
+            stage_cfg, notes = stage_config(config_path, cli_overrides, stage, root, start, sasrec)
             print(f"[recipe] stage {i + 1}/{len(cfg.recipe)} {stage.name} ({stage.kind}) -> {stage_cfg.output_dir}"
                   + (f"; from {start}" if start else ""), flush=True)
             for note in notes:
@@ -128,7 +169,11 @@ def run_recipe(config_path: str, cli_overrides: list[str], cfg: Config, env: dis
                 print(f"[recipe] stopped in stage {stage.name} (its checkpoint is written); run the same command to resume",
                       flush=True)
                 return None
-        records[stage.name], start = done, Path(done["model"])
+        records[stage.name] = done
+        if stage.kind == "sasrec":
+            sasrec = Path(done["model"])
+        else:
+            start = Path(done["model"])
     (root / "recipe_results.json").write_text(json.dumps(records, indent=1))
     print(results_table(records), flush=True)
     return records

@@ -147,6 +147,43 @@ def test_a_recipe_runs_its_stages_in_order_and_resumes_where_it_stopped(tiny_cfg
     assert len(lines) == 1 and len(lines[0]["recommendations"]) == 3
 
 
+def test_a_sasrec_stage_trains_the_teacher_that_later_stages_reward_with(tiny_cfg, tmp_path):
+    """A recipe [cf: sasrec, a: sft, g: grpo with the teacher reward]: cf trains the config's SASRec,
+    seeded like the recipe, into run/cf/model and is scored like a generative stage (its figures are
+    evaluate_sasrec's on the same rows); the GRPO stage starts from a (not from cf) and its
+    reward.sasrec_path is cf's model, set by the recipe."""
+    from grporec.models.sasrec import SASRec
+    from grporec.sasrec import evaluate_sasrec
+
+    path, cfg = recipe_config(tiny_cfg, tmp_path, "sasrec.epochs=2", "sasrec.hidden=8")
+    cfg = dataclasses.replace(cfg, recipe=[StageConfig("cf", "sasrec"), StageConfig("a", "sft"),
+                                           StageConfig("g", "grpo", ["reward.names=[rule,teacher]", "reward.teacher_a=3"])])
+    path.write_text(dump_config(cfg))
+    run = tmp_path / "run"
+    records = recipe.run_recipe(str(path), [], cfg, ENV)
+    assert records["cf"]["model"] == str(run / "cf" / "model")
+    catalog = load_data_catalog(cfg.data)
+    from grporec.data.load import load_split
+    from grporec.metrics import train_transitions
+    direct = evaluate_sasrec(SASRec.load(run / "cf" / "model"), catalog, load_split(cfg.data, "valid", catalog)[:6],
+                             ks=tuple(cfg.eval.ks), transitions=train_transitions(load_split(cfg.data, "train", catalog)))
+    assert records["cf"]["valid"] == direct and records["cf"]["valid"]["rows"] == 6
+    assert len(json.loads((run / "cf" / "ranks.json").read_text())["test"]) == 6
+    g_cfg = (run / "g" / "config.yaml").read_text()
+    assert f"sasrec_path: {run / 'cf' / 'model'}" in g_cfg and f"path: {run / 'a' / 'best'}" in g_cfg
+    assert "rewards/teacher" in (run / "g" / "metrics.jsonl").read_text()
+
+
+@pytest.mark.parametrize("stages, says", [
+    ([StageConfig("cf", "sasrec")], "only sasrec stages"),
+    ([StageConfig("cf", "sasrec"), StageConfig("g", "grpo")], "recipe\\[1\\] is a grpo stage before any sft"),
+    ([StageConfig("cf", "sasrec", ["sasrec.path=x"]), StageConfig("a", "sft")], "recipe\\[0\\] \\(cf\\).overrides sets sasrec.path"),
+])
+def test_a_recipe_with_sasrec_stages_that_cannot_run_is_refused(stages, says):
+    with pytest.raises(SettingsError, match=says):
+        recipe.check_recipe(stages)
+
+
 def test_a_stop_signal_ends_the_recipe_command_and_the_same_command_resumes(tiny_cfg, tmp_path):
     path, _ = recipe_config(tiny_cfg, tmp_path, "sft.train.max_steps=40", "sft.train.eval_steps=40")
     returncode, out = sigterm_after_steps("grporec.recipe", path, tmp_path / "run" / "a" / "metrics.jsonl")
@@ -177,6 +214,7 @@ def test_a_recipe_that_cannot_run_is_refused_naming_the_stage(stages, says):
 def test_the_seed_benchmark_names_rows_and_pairs_differences_by_row():
     stages = [StageConfig("suffix", "sft"), StageConfig("last_item", "sft"), StageConfig("grpo", "grpo")]
     assert RS.stage_rows(stages) == {"sft_suffix": "suffix", "sft": "last_item", "grpo": "grpo"}
+    assert RS.stage_rows([StageConfig("cf", "sasrec"), *stages])["sasrec_cf"] == "cf"
     # two seeds, three rows; ranks -1 = a miss. NDCG@10 of a rank r: 1 / log2(r + 2).
     a, b = [0, 5, -1], [1, 0, 2]  # per row: b - a = 1/log2(3) - 1, 1 - 1/log2(7), 1/log2(4) - 0
     d = [1 / math.log2(3) - 1, 1 - 1 / math.log2(7), 0.5]

@@ -148,3 +148,33 @@ def test_build_rewards_binds_a_resource_reward_as_a_plain_function(tiny_cfg):
     assert metrics["rewards/markov"] == pytest.approx(expected_markov.mean().item())
     with pytest.raises(ValueError, match="markov reward needs the training split"):
         RewardSet([("markov", 1.0)])
+
+
+def test_teacher_reward_is_counts_smoothed_with_sasrec():
+    """Train: after A came B twice and C once. With a = 2, after history (D, A) a completion s scores
+    (c(A -> s) + 2 p_SASRec(s | D, A)) / (3 + 2): B (2 + 2 p_B) / 5, C (1 + 2 p_C) / 5, D 2 p_D / 5;
+    after (B,), never followed in training, it is SASRec's probability alone; no history, or an
+    invalid completion, scores 0. Each history's teacher distribution sums to 1."""
+    from grporec.data.formats import Interaction
+    from grporec.models.sasrec import SASRec, SasrecShape
+    from grporec.rewards.cf import CountsSasrecTeacher, SasrecScorer, teacher_reward
+
+    A, B, C, D = (f"<a_{k}><b_0>" for k in range(4))
+    cat = Catalog.from_items([ItemInfo(s, f"t{k}", str(k)) for k, s in enumerate((A, B, C, D))])
+
+    def row(last, target):
+        return Interaction("u", ("t",), ("1",), (last,), "t", "2", target)
+
+    torch.manual_seed(0)
+    scorer = SasrecScorer(SASRec(SasrecShape(4, hidden=16, blocks=1, dropout=0.0)), cat)
+    teacher = CountsSasrecTeacher(scorer, [row(A, B), row(A, B), row(A, C)], a=2.0)
+    p = scorer.sid_probs([(D, A), (B,)])  # the naive reference: SASRec's own probabilities
+    j = scorer.sid_index
+    x = inputs([B, C, D, None, A, C, B, B], [B, B, B, B], 2,
+               histories=[(D, A), (D, A), (B,), ()])
+    expected = torch.tensor([(2 + 2 * p[0, j[B]]) / 5, (1 + 2 * p[0, j[C]]) / 5, 2 * p[0, j[D]] / 5, 0.0,
+                             p[1, j[A]], p[1, j[C]], 0.0, 0.0])
+    torch.testing.assert_close(teacher_reward(x, teacher), expected)
+    torch.testing.assert_close(teacher.sid_probs([(D, A), (B,)]).sum(1), torch.ones(2))
+    with pytest.raises(ValueError, match="teacher_a must be > 0"):
+        CountsSasrecTeacher(scorer, [], a=0.0)

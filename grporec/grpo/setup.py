@@ -90,6 +90,13 @@ def build_rewards(cfg: Config, catalog: Catalog, device: torch.device) -> Reward
 
         scorer = SasrecScorer(SASRec.load(cfg.reward.sasrec_path, device), catalog)
         bound["sasrec"] = lambda x: sasrec_reward(x, scorer)
+    if "teacher" in names and cfg.reward.sasrec_path:
+        from grporec.models.sasrec import SASRec
+        from grporec.rewards.cf import CountsSasrecTeacher, SasrecScorer, teacher_reward
+
+        scorer = SasrecScorer(SASRec.load(cfg.reward.sasrec_path, device), catalog)
+        counts_teacher = CountsSasrecTeacher(scorer, load_split(cfg.data, "train", catalog), cfg.reward.teacher_a)
+        bound["teacher"] = lambda x: teacher_reward(x, counts_teacher)
     if "markov" in names:
         from grporec.rewards.cf import MarkovTeacher, markov_reward
 

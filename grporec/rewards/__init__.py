@@ -2,7 +2,7 @@
 
 Each reward maps `RewardInputs` (completions [B*G] as SID strings and level codes, targets [B],
 group size, ranks, histories) to a tensor [B*G]. `REWARDS` is the one registry of them by name
-(plus `semantic`, `sasrec` and `markov`, bound to their loaded resource); `reward.names` may also name a
+(plus `semantic`, `sasrec`, `markov` and `teacher`, bound to their loaded resource); `reward.names` may also name a
 function outside grporec as `package.module:function`. `REWARD_TYPES` maps MiniOneRec's
 `reward_type` names to weighted lists; `RewardSet` evaluates the list, returns the weighted sum
 and reports each function's mean as `rewards/<name>`. Invalid completions get a defined value
@@ -34,6 +34,7 @@ BOUND_REWARDS: dict[str, str] = {
     "semantic": "reward.semantic_embeddings (a .npy matrix)",
     "sasrec": "reward.sasrec_path (a trained SASRec)",
     "markov": "the training split (data.train_file)",
+    "teacher": "reward.sasrec_path (a trained SASRec) and the training split",
 }
 # MiniOneRec's `reward_type` names (and grporec's prefix ones) as weighted lists of registry names.
 REWARD_TYPES: dict[str, list[tuple[str, float]]] = {
