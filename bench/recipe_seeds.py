@@ -131,8 +131,8 @@ def blend_files(args, cfg, d: Path) -> list[tuple[str, Path, bool]]:
     model and the counts) and `blend_sasrec_<row>.json` (SASRec in the prior too) for the final SFT
     and GRPO rows."""
     rows = [r for r in BLEND_ROWS if r in stage_rows(cfg.recipe)] if args.blend else []
-    files = [(r, d / f"blend_{r}.json", False) for r in rows] + [(r, d / f"blend_sasrec_{r}.json", True)
-                                                                  for r in rows if args.blend_sasrec]
+    files = [(r, d / f"blend_{r}.json", False) for r in rows if args.blend_counts] + [
+        (r, d / f"blend_sasrec_{r}.json", True) for r in rows if args.blend_sasrec]
     return [entry for entry in files if not entry[1].is_file()]
 
 
@@ -215,6 +215,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--no-blend", dest="blend", action="store_false", help="no blend rows (bench/blend.py per seed)")
     ap.add_argument("--no-blend-sasrec", dest="blend_sasrec", action="store_false",
                     help="no blend rows with SASRec in the prior (blend_sasrec_*)")
+    ap.add_argument("--no-blend-counts", dest="blend_counts", action="store_false",
+                    help="no blend rows without SASRec (blend_sft, blend): only the blend_sasrec_* rows")
     ap.add_argument("--sasrec", nargs="*", default=SASREC_TUNED, help="SASRec settings, KEY=VALUE of the sasrec section")
     ap.add_argument("--device-name", default=None, help="the device the runs used, for the report (with --collect)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "recipe_office.json"))

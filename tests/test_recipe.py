@@ -238,12 +238,15 @@ def test_the_seed_benchmark_runs_only_the_blends_a_seed_lacks(tmp_path):
     from types import SimpleNamespace
 
     cfg = SimpleNamespace(recipe=[StageConfig("suffix", "sft"), StageConfig("last_item", "sft"), StageConfig("grpo", "grpo")])
-    args = SimpleNamespace(blend=True, blend_sasrec=True)
+    args = SimpleNamespace(blend=True, blend_sasrec=True, blend_counts=True)
     (tmp_path / "blend_sft.json").write_text("{}")
     assert RS.blend_files(args, cfg, tmp_path) == [("grpo", tmp_path / "blend_grpo.json", False),
                                                    ("sft", tmp_path / "blend_sasrec_sft.json", True),
                                                    ("grpo", tmp_path / "blend_sasrec_grpo.json", True)]  # sft_suffix has none
-    args.blend_sasrec = False
+    args.blend_counts = False  # --no-blend-counts: only the blends with SASRec
+    assert RS.blend_files(args, cfg, tmp_path) == [("sft", tmp_path / "blend_sasrec_sft.json", True),
+                                                   ("grpo", tmp_path / "blend_sasrec_grpo.json", True)]
+    args.blend_counts, args.blend_sasrec = True, False
     assert RS.blend_files(args, cfg, tmp_path) == [("grpo", tmp_path / "blend_grpo.json", False)]
     args.blend = False
     assert RS.blend_files(args, cfg, tmp_path) == []
