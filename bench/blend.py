@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from grporec import commandline as cli  # noqa: E402
 from grporec.baselines import evaluate_baselines  # noqa: E402
 from grporec.blend import blend_rank, score_candidates  # noqa: E402
-from grporec.config import Config  # noqa: E402
+from grporec.config import BlendConfig, Config  # noqa: E402
 from grporec.data.load import load_data_catalog, load_split  # noqa: E402
 from grporec.decode import build_catalog_trie  # noqa: E402
 from grporec.evaluate import eval_samples, score, split_transitions  # noqa: E402
@@ -37,8 +37,8 @@ from grporec.metrics import transition_counts  # noqa: E402
 from grporec.models.format import format_for  # noqa: E402
 from grporec.models.policy import load_policy, model_dir  # noqa: E402
 
-GRID = [1e-3, 0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 1e6]
-W_GRID = [0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]  # SASRec's weight in the prior (with --sasrec)
+GRID = BlendConfig().a_grid  # the blend stage's grids (grporec.blend_stage), so both choose alike
+W_GRID = BlendConfig().w_grid  # SASRec's weight in the prior (with --sasrec)
 KS = (10, 20)
 
 

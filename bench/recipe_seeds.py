@@ -68,10 +68,10 @@ def seed_dir(root: Path, seed: int) -> Path:
 
 def stage_rows(stages) -> dict[str, str]:
     """{row name: stage name}: the last SFT stage is `sft`, earlier ones `sft_<name>`, a GRPO stage `grpo`,
-    a sasrec stage `sasrec_<name>`."""
+    a sasrec or blend stage `stage_<name>`."""
     sfts = [s.name for s in stages if s.kind == "sft"]
     grpos = [s.name for s in stages if s.kind == "grpo"]
-    rows = {f"sasrec_{s.name}": s.name for s in stages if s.kind == "sasrec"}
+    rows = {f"stage_{s.name}": s.name for s in stages if s.kind in ("sasrec", "blend")}
     rows.update({("sft" if n == sfts[-1] else f"sft_{n}"): n for n in sfts})
     rows.update({("grpo" if len(grpos) == 1 else f"grpo_{n}"): n for n in grpos})
     return rows

@@ -114,7 +114,10 @@ def adopt_model_settings(cfg, model_dir, key: str, overrides: list[str]):
 
 
 def add_blend_arguments(ap: argparse.ArgumentParser) -> None:
-    """--blend-a / --blend-sasrec / --blend-w: rank by the blended recommender (grporec.blend)."""
+    """--blend DIR, or --blend-a / --blend-sasrec / --blend-w: rank by the blended recommender (grporec.blend)."""
+    ap.add_argument("--blend", default=None, metavar="DIR",
+                    help="rank by the blend a recipe's blend stage fitted (DIR/blend.json: its model, SASRec, a and w); "
+                         "--model defaults to the blend's model")
     ap.add_argument("--blend-a", type=float, default=None, metavar="A",
                     help="rank by the blend of the model with the training split's Markov counts, p = (c(last -> i) + "
                          "A q(i)) / (c(last) + A), q the model's probability (grporec.blend; A fitted on valid: bench/blend.py)")
@@ -124,7 +127,21 @@ def add_blend_arguments(ap: argparse.ArgumentParser) -> None:
 
 
 def check_blend_arguments(args) -> None:
-    """Usage errors of the --blend-* options, before anything is loaded."""
+    """Usage errors of the --blend* options, before a model is loaded; --blend DIR fills in the
+    others from DIR/blend.json (and --model, when not given)."""
+    if args.blend is not None:
+        from grporec.blend_stage import read_blend
+
+        given = [o for o, v in (("--blend-a", args.blend_a), ("--blend-sasrec", args.blend_sasrec), ("--blend-w", args.blend_w))
+                 if v is not None]
+        if given:
+            raise UsageError(f"--blend DIR carries the blend's a, w and SASRec: not with {given[0]}")
+        kept = read_blend(args.blend)
+        args.blend_a, args.blend_sasrec = kept["a"], kept["sasrec"]
+        args.blend_w = kept["w"] if kept["sasrec"] is not None else None
+        args.model = args.model or kept["model"]
+    if args.model is None:
+        raise UsageError("--model DIR is required (or --blend DIR, whose blend.json names its model)")
     if args.blend_a is None:
         if args.blend_sasrec is not None or args.blend_w is not None:
             raise UsageError("--blend-sasrec and --blend-w need --blend-a")
@@ -138,21 +155,13 @@ def check_blend_arguments(args) -> None:
 
 
 def blend_settings(args, cfg, catalog, device):
-    """The `grporec.blend.Blend` the --blend-* options ask for (None without --blend-a): the training
-    split's transition counts and, with --blend-sasrec, the SASRec loaded on `device`."""
+    """The `grporec.blend.Blend` the --blend* options ask for (None without them): the training
+    split's transition counts and, with a SASRec, the SASRec loaded on `device`."""
     if args.blend_a is None:
         return None
-    from grporec.blend import Blend
-    from grporec.data.load import load_split
-    from grporec.metrics import transition_counts
+    from grporec.blend_stage import load_blend
 
-    sasrec = None
-    if args.blend_sasrec is not None:
-        from grporec.models.sasrec import SASRec
-        from grporec.rewards.cf import SasrecScorer
-
-        sasrec = SasrecScorer(SASRec.load(args.blend_sasrec, device), catalog)
-    return Blend(args.blend_a, transition_counts(load_split(cfg.data, "train", catalog)), args.blend_w or 0.0, sasrec)
+    return load_blend(cfg, {"sasrec": args.blend_sasrec, "a": args.blend_a, "w": args.blend_w or 0.0}, catalog, device)
 
 
 def set_threads(threads: int | None) -> None:

@@ -135,6 +135,16 @@ class RewardConfig:
 
 
 @dataclass
+class BlendConfig:
+    """A recipe's blend stage (kind: blend): the grids its (a, w) are chosen from on valid NDCG@10."""
+
+    # the prior strength a, in counts: tiny puts the last item's successors first by count, huge is the model's order
+    a_grid: list[float] = field(default_factory=lambda: [1e-3, 0.01, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 300.0, 1e3, 1e6])
+    # SASRec's weight w in the prior (only with the recipe's SASRec: reward.sasrec_path, set by its sasrec stage)
+    w_grid: list[float] = field(default_factory=lambda: [0.0, 0.2, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0])
+
+
+@dataclass
 class RLConfig:
     """GRPO: rollout, advantages, loss and the reference model (MiniOneRec's recipe by default)."""
 
@@ -271,8 +281,9 @@ class StageConfig:
 
     name: str  # its directory under output_dir, and its row in the recipe's results
     # sft: grporec.sft (the model kept is its valid-best, sft.select_on); grpo: the loop's last checkpoint; sasrec: the
-    # sasrec: section's SASRec, which later stages' sasrec and teacher rewards use (reward.sasrec_path)
-    kind: Literal["sft", "grpo", "sasrec"]
+    # sasrec: section's SASRec, which later stages' sasrec and teacher rewards and the blend use (reward.sasrec_path);
+    # blend: the blended recommender of the last generative model (and the SASRec), (a, w) fitted on valid
+    kind: Literal["sft", "grpo", "sasrec", "blend"]
     # section.key=value on top of this file, before the command line's: what this stage changes. Its start is set
     # for it (sft.init / model.path: the previous stage's model; the first SFT stage keeps sft.init). Prompt
     # settings the stage does not set come from the model it starts from (grporec.models.settings).
@@ -290,10 +301,11 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     sasrec: SasrecConfig = field(default_factory=SasrecConfig)
+    blend: BlendConfig = field(default_factory=BlendConfig)
     sft: SftConfig = field(default_factory=SftConfig)
     seed: int = 42  # seeds data order, sampling and model initialisation
     output_dir: str = "runs/default"  # where a run writes its checkpoints, logs and config
-    # A staged recipe, run in order by `grporec recipe` (and `grporec demo`): stages {name, kind: sft | grpo | sasrec,
+    # A staged recipe, run in order by `grporec recipe` (and `grporec demo`): stages {name, kind: sft | grpo | sasrec | blend,
     # overrides: [section.key=value, ...]}, each in output_dir/<name>, initialised from the previous stage's model
     # (README, "Recipes"). Empty: the demo's two stages, SFT then GRPO, as configured.
     recipe: list[StageConfig] = field(default_factory=list)
@@ -313,6 +325,8 @@ _RANGES = {
     "steps": (lambda v: v == -1 or v >= 1, "-1 (use the epochs) or at least 1"),
     "betas": (lambda v: len(v) == 2 and all(0 <= b < 1 for b in v), "two values in [0, 1)"),
     "cut-offs": (lambda v: len(v) > 0 and all(k >= 1 for k in v), "positive cut-offs"),
+    "positive list": (lambda v: len(v) > 0 and all(x > 0 for x in v), "a non-empty list of values > 0"),
+    "fraction list": (lambda v: len(v) > 0 and all(0 <= x <= 1 for x in v), "a non-empty list of values in [0, 1]"),
 }
 # lr 0 is a legitimate run that must not move (a check); SFT asks for > 0 (VALUE_RANGES below).
 _TRAIN_RANGES = {"lr": "non-negative", "weight_decay": "non-negative", "adam_betas": "betas", "warmup_ratio": "fraction",
@@ -336,6 +350,7 @@ VALUE_RANGES = {
     "sasrec.hidden": "at least 1", "sasrec.blocks": "at least 1", "sasrec.heads": "at least 1", "sasrec.dropout": "probability",
     "sasrec.max_len": "at least 1", "sasrec.lr": "positive", "sasrec.weight_decay": "non-negative", "sasrec.batch_size": "at least 1",
     "sasrec.epochs": "at least 1", "sasrec.patience": "non-negative",
+    "blend.a_grid": "positive list", "blend.w_grid": "fraction list",
     "sft.select_beams": "at least 1", "sft.patience": "non-negative", "sft.dropout": "probability", "sft.valid_max_rows": "rows",
 }
 

@@ -141,13 +141,16 @@ def evaluate_model(cfg: Config, model_dir: str | Path, split: str, env, out: Pat
 
 def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate") -> int:
     from grporec import commandline as cli
+    from grporec.blend_stage import read_blend
 
     def body(args_list):
         ap = cli.config_parser(prog, "Evaluate a model by constrained beam search: HR@K / NDCG@K, MiniOneRec-format predictions.",
                                "python -m grporec.evaluate --config configs/office-tiny.yaml --model runs/office-tiny/sft/best --split test")
-        ap.add_argument("--model", required=True, help="HF model directory (an SFT model, or a GRPO checkpoint's policy/)")
+        ap.add_argument("--model", default=None, help="HF model directory (an SFT model, or a GRPO checkpoint's policy/); "
+                                                       "required unless --blend names it")
         ap.add_argument("--split", choices=["valid", "test"], default="test")
-        ap.add_argument("--beams", type=int, default=50, help="beams = length of each ranked list (default 50)")
+        ap.add_argument("--beams", type=int, default=None,
+                        help="beams = length of each ranked list (default 50; with --blend, the beams it was fitted with)")
         ap.add_argument("--exact", action="store_true",
                         help="rank the whole catalog by exact sequence log-probability (one beam per SID: no beam-search "
                              "error; costs about catalog-size beams, minutes per 100 rows on a CPU); lists keep max(--ks)")
@@ -161,6 +164,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
         max_rows = cfg.eval.max_rows if args.max_rows is None else args.max_rows
         batch = args.batch or cfg.eval.batch_prompts
         args.ks = args.ks or cfg.eval.ks
+        cli.check_blend_arguments(args)
+        args.beams = args.beams or (read_blend(args.blend)["beams"] if args.blend else 50)
         if min(args.ks) < 1:
             raise cli.UsageError(f"--ks / eval.ks must be positive cut-offs, got {args.ks}")
         if args.beams < 1:
@@ -169,7 +174,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
             raise cli.UsageError(f"--max-rows / eval.max_rows must be a positive number of rows or -1 (all), got {max_rows}")
         if batch < 1:
             raise cli.UsageError(f"--batch / eval.batch_prompts must be at least 1, got {batch}")
-        cli.check_blend_arguments(args)
         if args.blend_a is not None and args.exact:
             raise cli.UsageError("--blend-a ranks beams and the last item's successors: not with --exact")
         cli.quiet_transformers()
@@ -233,7 +237,7 @@ def run_evaluation(cfg: Config, args, env, out: Path, max_rows: int, batch: int)
     if env.is_main:
         write_outputs(out, metrics, preds, samples, {"model": args.model, "split": args.split, "beams": "exact" if args.exact else args.beams,
                                                      "prompt_style": cfg.eval.prompt_style, "prompt_format": fmt.name,
-                                                     "blend_a": args.blend_a, "blend_sasrec": args.blend_sasrec,
+                                                     "blend": args.blend, "blend_a": args.blend_a, "blend_sasrec": args.blend_sasrec,
                                                      "blend_w": args.blend_w})
         print(format_metrics(metrics))
         print(f"[evaluate] {len(samples)} rows in {metrics['seconds']:.1f} s; wrote {out / 'metrics.json'} and "

@@ -7,7 +7,9 @@ config's `sft.init`). The model a stage hands on is its choice: an SFT stage's v
 (`sft.select_on`), a GRPO stage's last checkpoint. A `sasrec` stage trains the SASRec of the
 config's `sasrec:` section, seeded like the rest, into `<output_dir>/<stage>/model`; it hands on no
 generative model, but every later stage's `reward.sasrec_path` (the `sasrec` and `teacher` rewards)
-is it, unless the stage or the command line sets that key. Prompt settings a stage does not set come from
+is it, unless the stage or the command line sets that key. A `blend` stage fits the blended
+recommender of the last generative model and that SASRec on valid (grporec.blend_stage) into
+`<output_dir>/<stage>`: the recommender the recipe ships (`grporec eval|recommend --blend DIR`). Prompt settings a stage does not set come from
 the model it starts from (grporec.models.settings). Each finished stage is scored on valid and
 test (`cfg.eval`) and marked done with `stage.json`; running the command again skips finished
 stages and resumes an interrupted one from its checkpoint. A stop request (SIGTERM, Ctrl-C) ends
@@ -49,13 +51,18 @@ def check_recipe(stages: list[StageConfig]) -> None:
         bad = [o for o in s.overrides if "=" not in o]
         if bad:
             raise SettingsError(f"recipe[{i}] ({s.name}).overrides: {bad[0]!r} is not section.key=value")
-        fixed = override_keys(s.overrides) & {"output_dir", "recipe", {"grpo": "model.path", "sft": "sft.init", "sasrec": "sasrec.path"}[s.kind]}
+        start_key = {"grpo": "model.path", "blend": "model.path", "sft": "sft.init", "sasrec": "sasrec.path"}[s.kind]
+        fixed = override_keys(s.overrides) & {"output_dir", "recipe", start_key}
         if fixed and not (s.kind == "sft" and i == 0 and fixed == {"sft.init"}):
             raise SettingsError(f"recipe[{i}] ({s.name}).overrides sets {sorted(fixed)[0]}: the recipe sets it (each stage "
                                 "starts from the previous one's model, in output_dir/<name>)")
-    first = next((i for i, s in enumerate(stages) if s.kind != "sasrec"), None)
+    first = next((i for i, s in enumerate(stages) if s.kind in ("sft", "grpo")), None)
     if first is None:
         raise SettingsError("recipe has only sasrec stages: it needs an sft stage to train the generative model")
+    early_blend = next((i for i, s in enumerate(stages[:first]) if s.kind == "blend"), None)
+    if early_blend is not None:
+        raise SettingsError(f"recipe[{early_blend}] ({stages[early_blend].name}) is a blend stage before any generative "
+                            "stage: a blend needs the model an sft or grpo stage trained before it")
     if stages[first].kind != "sft":
         raise SettingsError(f"recipe[{first}] is a grpo stage before any sft stage: a recipe trains its generative model "
                             "with SFT first (its start is the SFT model it trains)")
@@ -74,7 +81,7 @@ def stage_config(config_path: str, cli_overrides: list[str], stage: StageConfig,
     if start is not None:
         placed.append(f"{'sft.init' if stage.kind == 'sft' else 'model.path'}={start}")
     cfg = load_config(config_path, stage.overrides + cli_overrides + placed)
-    key = "sft.init" if stage.kind == "sft" else "model.path"
+    key = "sft.init" if stage.kind == "sft" else "model.path"  # grpo and blend stages start from model.path
     model = start if start is not None else (None if cfg.sft.init == "tiny" else Path(cfg.sft.init))
     return adopt_model_settings(cfg, model, override_keys(stage.overrides + cli_overrides), key)
 
@@ -92,6 +99,10 @@ def train_stage(stage: StageConfig, cfg: Config, env: dist.DistEnv) -> tuple[Pat
         model.save(out)
         (out / "train_log.json").write_text(json.dumps(info, indent=2))
         return out, False
+    if stage.kind == "blend":
+        from grporec.blend_stage import fit_blend_stage
+
+        return fit_blend_stage(cfg, Path(cfg.output_dir), env), False
     if stage.kind == "sft":
         from grporec.sft import train_sft
 
@@ -117,6 +128,10 @@ def run_stage(stage: StageConfig, cfg: Config, env: dist.DistEnv) -> dict | None
         t = time.perf_counter()
         if stage.kind == "sasrec":
             m = score_sasrec(cfg, model, split, env)
+        elif stage.kind == "blend":
+            from grporec.blend_stage import score_blend_stage
+
+            m = dict(score_blend_stage(cfg, model, split, env))
         else:
             with dist.autocast(env, cfg.train.mixed_precision):  # bf16 on one CUDA device, as training scores
                 m = evaluate_model(cfg, model, split, env, out / f"eval-{split}")
@@ -172,7 +187,7 @@ def run_recipe(config_path: str, cli_overrides: list[str], cfg: Config, env: dis
         records[stage.name] = done
         if stage.kind == "sasrec":
             sasrec = Path(done["model"])
-        else:
+        elif stage.kind != "blend":  # a blend hands on nothing: a later stage starts from the last generative model
             start = Path(done["model"])
     (root / "recipe_results.json").write_text(json.dumps(records, indent=1))
     print(results_table(records), flush=True)

@@ -149,7 +149,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.recommend
         ap = cli.config_parser(prog, "Top-K recommendations of a trained model for one or more user histories.",
                                "grporec recommend --config configs/office-tiny.yaml --model runs/office-tiny/sft/best "
                                "--history B00004Z5CP B0006HUTA0 --k 10")
-        ap.add_argument("--model", required=True, help="HF model directory (an SFT model, or a GRPO checkpoint's policy/)")
+        ap.add_argument("--model", default=None, help="HF model directory (an SFT model, or a GRPO checkpoint's policy/); "
+                                                       "required unless --blend names it")
         ap.add_argument("--history", nargs="+", metavar="ITEM", help="one history, oldest first: item ids, SIDs or titles")
         ap.add_argument("--input", metavar="FILE", help='JSON lines {"history": [...]}, one user each ("-": stdin)')
         ap.add_argument("--k", type=int, default=10, help="recommendations per history (beams; default 10)")

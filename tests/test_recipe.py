@@ -214,7 +214,8 @@ def test_a_recipe_that_cannot_run_is_refused_naming_the_stage(stages, says):
 def test_the_seed_benchmark_names_rows_and_pairs_differences_by_row():
     stages = [StageConfig("suffix", "sft"), StageConfig("last_item", "sft"), StageConfig("grpo", "grpo")]
     assert RS.stage_rows(stages) == {"sft_suffix": "suffix", "sft": "last_item", "grpo": "grpo"}
-    assert RS.stage_rows([StageConfig("cf", "sasrec"), *stages])["sasrec_cf"] == "cf"
+    assert RS.stage_rows([StageConfig("cf", "sasrec"), *stages, StageConfig("b", "blend")]) == {
+        "stage_cf": "cf", "sft_suffix": "suffix", "sft": "last_item", "grpo": "grpo", "stage_b": "b"}
     # two seeds, three rows; ranks -1 = a miss. NDCG@10 of a rank r: 1 / log2(r + 2).
     a, b = [0, 5, -1], [1, 0, 2]  # per row: b - a = 1/log2(3) - 1, 1 - 1/log2(7), 1/log2(4) - 0
     d = [1 / math.log2(3) - 1, 1 - 1 / math.log2(7), 0.5]
