@@ -165,7 +165,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.evaluate"
         batch = args.batch or cfg.eval.batch_prompts
         args.ks = args.ks or cfg.eval.ks
         cli.check_blend_arguments(args)
-        args.beams = args.beams or (read_blend(args.blend)["beams"] if args.blend else 50)
+        if args.beams is None:  # 0 is a usage error below, not the default
+            args.beams = read_blend(args.blend)["beams"] if args.blend else 50
         if min(args.ks) < 1:
             raise cli.UsageError(f"--ks / eval.ks must be positive cut-offs, got {args.ks}")
         if args.beams < 1:
