@@ -89,16 +89,10 @@ def stage_config(config_path: str, cli_overrides: list[str], stage: StageConfig,
 def train_stage(stage: StageConfig, cfg: Config, env: dist.DistEnv) -> tuple[Path, bool]:
     """(the model the stage hands on, whether a stop request ended it early)."""
     if stage.kind == "sasrec":
-        from grporec.sasrec import train_sasrec
+        from grporec.sasrec import train_and_save
 
-        catalog = load_data_catalog(cfg.data)
-        model, info = train_sasrec(cfg.sasrec, catalog, load_split(cfg.data, "train", catalog),
-                                   load_split(cfg.data, "valid", catalog), seed=cfg.seed, device=str(env.device),
-                                   progress=cfg.train.progress)
-        out = Path(cfg.sasrec.path)
-        model.save(out)
-        (out / "train_log.json").write_text(json.dumps(info, indent=2))
-        return out, False
+        train_and_save(cfg, load_data_catalog(cfg.data), Path(cfg.sasrec.path), str(env.device))
+        return Path(cfg.sasrec.path), False
     if stage.kind == "blend":
         from grporec.blend_stage import fit_blend_stage
 

@@ -123,17 +123,23 @@ def main(argv: list[str] | None = None, prog: str = "python -m grporec.sasrec") 
     return cli.run(body, argv)
 
 
+def train_and_save(cfg: Config, catalog, out: Path, device: str) -> dict:
+    """Train cfg.sasrec on the training split (valid for early stopping, when there is one), seeded by
+    cfg.seed; save it and its training log in `out`; the log."""
+    train = load_split(cfg.data, "train", catalog)
+    valid = load_split(cfg.data, "valid", catalog) if cfg.data.valid_file else None
+    model, info = train_sasrec(cfg.sasrec, catalog, train, valid, seed=cfg.seed, device=device, progress=cfg.train.progress)
+    model.save(out)
+    (out / "train_log.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
 def run_sasrec(command: str, cfg: Config) -> None:
     out = Path(cfg.sasrec.path or Path(cfg.output_dir) / "sasrec")
     catalog = load_data_catalog(cfg.data)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if command == "train":
-        train = load_split(cfg.data, "train", catalog)
-        valid = load_split(cfg.data, "valid", catalog) if cfg.data.valid_file else None
-        model, info = train_sasrec(cfg.sasrec, catalog, train, valid, seed=cfg.seed, device=device,
-                                   progress=cfg.train.progress)
-        model.save(out)
-        (out / "train_log.json").write_text(json.dumps(info, indent=2))
+        info = train_and_save(cfg, catalog, out, device)
         print(f"[sasrec] best epoch {info['best_epoch']}; saved to {out}")
     model = SASRec.load(out, device)
     transitions = train_transitions(load_split(cfg.data, "train", catalog)) if cfg.data.train_file else None
