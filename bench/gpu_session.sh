@@ -55,6 +55,11 @@ for m in 16 64; do
     --profile --workdir runs/bench-grpo-step/shared --out "$OUT/grpo_step_${SHAPE}_profile_micro$m.json"
 done
 
+# 2c. issue 35: train.micro_batch_prompts=0, the largest micro-batch that fits (from the 64-prompt decode batch),
+#     for the larger shape, where 64 prompts may not fit: the size it settles on, its step time and peak memory
+step grpo_step_big_auto 90 $PY bench/grpo_step.py --shape "$BIG" --device "$DEVICE" --micro 0 --steps 2 \
+  --out "$OUT/grpo_step_${BIG}_auto.json"
+
 # 3. issue 22's memory table, GPU rows (full vs LoRA x checkpointing x G = 16, 8, 32; memory.py writes its
 #    JSON after every setting, so a step stopped at its limit still brings back the rows it finished)
 step memory 140 $PY bench/memory.py --shape "$SHAPE" --device "$DEVICE" --groups 16 8 32 --out "$OUT/memory_${SHAPE}_${DEVICE}.json"

@@ -167,7 +167,8 @@ def run(args) -> dict:
 
 def describe(r: dict) -> str:
     c = r["config"]
-    lines = [f"{c['shape']} model, {c['prompts']} prompts x {c['generations']} beams, micro-batches of {c['micro']}, "
+    micro = c["micro"] or f"auto ({(r.get('history') or [{}])[-1].get('micro_batch_prompts', '?')} prompts)"
+    lines = [f"{c['shape']} model, {c['prompts']} prompts x {c['generations']} beams, micro-batches of {micro}, "
              f"{r['device_name']}, code {r['code']}, mean of {r['steps_timed']} steps after warm-up"]
     for k in PHASES:
         a = r["achieved"].get(k)
@@ -247,7 +248,7 @@ def main():
     ap = model_arguments(__doc__.split("\n")[0])
     ap.add_argument("--prompts", type=int, default=64, help="prompts per step")
     ap.add_argument("--generations", type=int, default=16)
-    ap.add_argument("--micro", type=int, default=16, help="prompts per forward/backward micro-batch")
+    ap.add_argument("--micro", type=int, default=16, help="prompts per forward/backward micro-batch (0: the largest that fits)")
     ap.add_argument("--steps", type=int, default=3, help="steps run; the first is warm-up")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's bf16 peak, when its name is not known")
     ap.add_argument("--compare", default=None, metavar="REV", help="also time the code at git revision REV, side by side")

@@ -197,7 +197,9 @@ class TrainConfig:
     schedule_steps: int = 0
     max_grad_norm: float = 0.3  # gradient clipping (global L2 norm)
     prompts_per_step: int = 64  # global batch: prompts per optimizer step, over all ranks
-    micro_batch_prompts: int = 4  # prompts per forward/backward on one rank (x G rows for GRPO)
+    # prompts per forward/backward on one rank (x G rows for GRPO). GRPO only: 0 = the largest that fits, from
+    # rollout_batch_prompts down, halved after an out-of-memory error (one process; grporec/grpo/fit.py)
+    micro_batch_prompts: int = 4
     rollout_batch_prompts: int = 16  # prompts decoded together on one rank
     # prompts per no-grad log-prob forward (reference, old policy): they keep no activations, so on a GPU
     # they can run wider than micro_batch_prompts (rollout_batch_prompts is what decoding already holds).
@@ -337,7 +339,7 @@ _TRAIN_RANGES = {"lr": "non-negative", "weight_decay": "non-negative", "adam_bet
                  "stop_after": "non-negative"}
 VALUE_RANGES = {
     **{f"train.{k}": v for k, v in _TRAIN_RANGES.items()}, **{f"sft.train.{k}": v for k, v in _TRAIN_RANGES.items()},
-    "sft.train.lr": "positive",
+    "sft.train.lr": "positive", "train.micro_batch_prompts": "non-negative",
     "data.seq_title_samples": "non-negative", "data.max_history": "at least 1", "data.max_prompt_tokens": "at least 1",
     "model.pad_vocab_to_multiple_of": "at least 1", "model.tiny.hidden_size": "at least 1", "model.tiny.num_layers": "at least 1",
     "model.tiny.num_heads": "at least 1", "model.tiny.num_kv_heads": "at least 1", "model.tiny.intermediate_size": "at least 1",

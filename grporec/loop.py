@@ -38,6 +38,7 @@ from grporec.optim import build_optimizer, guarded_step
 from grporec.resume import RESUME_KEYS, new_run_id
 from grporec.rewards import RewardInputs, resolve_rewards
 from grporec.grpo.batches import add_logps, make_micro_batches
+from grporec.grpo.fit import MicroBatchFit, check_auto_micro
 from grporec.grpo.rollout import check_one_sid_length, level_codes, roll_out, rollout_metrics
 from grporec.grpo.setup import build_rewards, build_rl_dataset, load_models
 from grporec.grpo import reference as ref_sync
@@ -67,6 +68,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     if cfg.train.prompts_per_step % world:
         raise SettingsError(f"train.prompts_per_step={cfg.train.prompts_per_step} must be divisible by the {world} ranks")
     per_rank = cfg.train.prompts_per_step // world
+    check_auto_micro(cfg.train, world)
 
     # Data, models, decoder and rewards; every check here runs before any training.
     catalog = load_data_catalog(cfg.data)
@@ -101,6 +103,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
                 f"{total_steps} steps of {cfg.train.prompts_per_step} prompts x {G}; {trie.describe()}"
                 + (f"; resumed from {resume}" if resume else "") + ("" if reference is not None else "; beta=0: no reference model"))
     history, stop, checkpoint, first_step, stopped = [], StopRequest(), None, state["step"] + 1, False
+    micro = MicroBatchFit(cfg.train, lambda note: log.message(f"[grpo] {note}"))
     if state["step"] >= total_steps:
         log.message(f"[grpo] nothing to do: {resume} is already at the last step ({total_steps}); raise train.max_steps "
                     "to train further")
@@ -133,22 +136,32 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             ))
             advantages, adv_metrics = advantages_of(reward, codes, G, chunks[0].rollout.completion_ids.shape[1], cfg, env)
             times["reward"] = time.perf_counter() - t
-            batches = make_micro_batches(chunks, advantages, cfg)  # what grpo.update.micro_loss sees
-            # 4. reference (and, for several updates per rollout, old-policy) log-probs, into the micro-batches
-            t = time.perf_counter()
-            if reference is not None:
-                add_logps(batches, reference, "ref_logps", cfg, env)
-            if cfg.rl.num_iterations > 1:
-                add_logps(batches, policy, "old_logps", cfg, env)
-            times["reference"] = time.perf_counter() - t
-            # 5. policy update(s)
-            times["policy"] = times["optimizer"] = 0.0
+            # 4. reference (and, for several updates per rollout, old-policy) log-probs, into micro-batches of
+            #    micro.size prompts; 5. the policy's forward + backward over them (both redone at half the size
+            #    after running out of device memory, with train.micro_batch_prompts=0)
+            def reference_and_backward(size: int):
+                t = time.perf_counter()
+                batches = make_micro_batches(chunks, advantages, cfg, size)  # what grpo.update.micro_loss sees
+                if reference is not None:
+                    add_logps(batches, reference, "ref_logps", cfg, env, size)
+                if cfg.rl.num_iterations > 1:
+                    add_logps(batches, policy, "old_logps", cfg, env, size)
+                times["reference"] = time.perf_counter() - t
+                t = time.perf_counter()
+                backward = policy_backward(policy, batches, cfg, env)  # grpo.update.micro_loss on each
+                times["policy"] = time.perf_counter() - t
+                return batches, backward
+
+            batches, backward = micro.run(reference_and_backward, policy)
+            times["optimizer"] = 0.0
             updates = []  # one record per optimizer step (rl.num_iterations of them)
             for it in range(cfg.rl.num_iterations):
                 lr = optimizer.param_groups[0]["lr"]  # the rate this optimizer step uses
-                t = time.perf_counter()
-                loss, loss_metrics, finite = policy_backward(policy, batches, cfg, env)  # grpo.update.micro_loss on each
-                times["policy"] += time.perf_counter() - t
+                if it > 0:
+                    t = time.perf_counter()
+                    backward = policy_backward(policy, batches, cfg, env)
+                    times["policy"] += time.perf_counter() - t
+                loss, loss_metrics, finite = backward
                 t = time.perf_counter()
                 stepped, grad_norm = guarded_step(policy, optimizer, scheduler, cfg.train.max_grad_norm, finite)
                 times["optimizer"] += time.perf_counter() - t
@@ -172,6 +185,8 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             }, env)
             metrics.update(grad_norm=grad_norm, lr=lr, skipped_steps=state["skipped_steps"],  # the last update's
                            completions_per_s=world * len(batch) * G / elapsed, epoch=stream.epoch)
+            if micro.auto:
+                metrics["micro_batch_prompts"] = micro.size
             if cfg.rl.num_iterations > 1:  # every optimizer step's own values
                 metrics.update({f"update{i + 1}/{k}": float(v) for i, u in enumerate(updates) for k, v in u.items()})
             history.append(metrics)

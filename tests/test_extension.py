@@ -159,7 +159,7 @@ def test_no_grad_log_probs_over_several_micro_batches_equal_one_forward_each(tin
     assert len({mb.prompt_ids.shape[1] for mb in mbs}) > 1  # the widths really differ
     for prompts in (1, 2, 3):  # one forward each, a pair and a single, all three together
         cfg = tiny_loop_cfg(tiny_cfg, "unused", "unused", f"train.logps_batch_prompts={prompts}")
-        batches.add_logps(mbs, model, "ref_logps", cfg, ENV)
+        batches.add_logps(mbs, model, "ref_logps", cfg, ENV, micro=1)  # unused: logps_batch_prompts is set
         for mb in mbs:
             with torch.no_grad():
                 want = completion_logps(model, mb.prompt_ids, mb.prompt_mask, mb.completion_ids, mb.completion_mask, 0.7)

@@ -216,3 +216,49 @@ def test_golden_first_steps(tiny_cfg, tiny_model_dir, tmp_path):
     for g, w in zip(got, want):
         for k in w:  # fp32 on CPU: allow for BLAS differences between machines, nothing more
             assert g[k] == pytest.approx(w[k], rel=1e-4, abs=1e-8), (k, g, w)
+
+
+def test_auto_micro_batches_halve_after_out_of_memory_and_match_the_fixed_size(tiny_cfg, tiny_model_dir, tmp_path, monkeypatch,
+                                                                                capsys):
+    """train.micro_batch_prompts=0 starts at the decode batch (4 prompts here) and halves after an
+    out-of-memory error, redoing the step's passes: with a device that holds 1 prompt a micro-batch,
+    4 -> 2 -> 1 in step 1, then 1 for the rest, and the run is the run of micro_batch_prompts=1 to the
+    bit (the failed passes left no gradient behind)."""
+    import grporec.grpo.update as update
+
+    real, sizes = update.micro_loss, []
+
+    def small_device(policy, mb, cfg):
+        sizes.append(mb.prompt_ids.shape[0])
+        if mb.prompt_ids.shape[0] > 1:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(policy, mb, cfg)
+
+    fixed = loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "fixed", "train.max_steps=2",
+                                     "train.micro_batch_prompts=1"), ENV)
+    capsys.readouterr()
+    monkeypatch.setattr(update, "micro_loss", small_device)
+    auto = loop.train(tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "auto", "train.max_steps=2",
+                                    "train.micro_batch_prompts=0"), ENV)
+    # step 1: one 4-prompt micro-batch fails, then the first 2-prompt one, then 4 of 1; step 2: 4 of 1
+    assert sizes == [4, 2, 1, 1, 1, 1, 1, 1, 1, 1]
+    assert [h["micro_batch_prompts"] for h in auto["history"]] == [1, 1]
+    assert [h["loss"] for h in auto["history"]] == [h["loss"] for h in fixed["history"]]
+    a, f = params(auto["checkpoint"] / "policy"), params(fixed["checkpoint"] / "policy")
+    assert all(torch.equal(a[k], f[k]) for k in f)
+    log = capsys.readouterr().out
+    assert "out of memory at 4 prompts a micro-batch (CUDA out of memory. Tried to allocate 2.00 GiB); redoing the " \
+           "step's passes at 2" in log and "out of memory at 2 prompts" in log and "at 1" in log
+
+
+def test_auto_micro_batches_refuse_several_ranks_and_sft(tiny_cfg, tiny_model_dir, tmp_path):
+    from grporec.config import ConfigError
+    from grporec.errors import SettingsError
+    from grporec.grpo.fit import check_auto_micro
+
+    cfg = tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "r", "train.micro_batch_prompts=0")
+    check_auto_micro(cfg.train, 1)  # one process: fine
+    with pytest.raises(SettingsError, match="train.micro_batch_prompts=0 .* needs one process; with 2 ranks"):
+        check_auto_micro(cfg.train, 2)
+    with pytest.raises(ConfigError, match="sft.train.micro_batch_prompts"):
+        tiny_loop_cfg(tiny_cfg, tiny_model_dir, tmp_path / "s", "sft.train.micro_batch_prompts=0")

@@ -68,11 +68,12 @@ class MicroBatch:
         return self.completion_ids.shape[0]
 
 
-def make_micro_batches(chunks: list[DecodeBatch], advantages: torch.Tensor, cfg: Config) -> list[MicroBatch]:
-    """This rank's rows as MicroBatch records of train.micro_batch_prompts prompts each (within decode
-    batches); their reference and old-policy log-probs are filled in by `add_logps`."""
+def make_micro_batches(chunks: list[DecodeBatch], advantages: torch.Tensor, cfg: Config, micro: int) -> list[MicroBatch]:
+    """This rank's rows as MicroBatch records of `micro` prompts each (train.micro_batch_prompts, or the
+    size `grpo.fit.MicroBatchFit` found; within decode batches); their reference and old-policy log-probs
+    are filled in by `add_logps`."""
     out, row0 = [], 0
-    for ch, s in prompt_slices(chunks, cfg.train.micro_batch_prompts):
+    for ch, s in prompt_slices(chunks, micro):
         prompt_ids, prompt_mask, comp_ids, comp_mask = slice_rows(ch.rollout, s)
         rows = slice(row0, row0 + comp_ids.shape[0])
         row0 += comp_ids.shape[0]
@@ -105,12 +106,12 @@ def _stack(tensors: list[torch.Tensor], width: int, left: bool) -> torch.Tensor:
 
 
 @torch.no_grad()
-def add_logps(batches: list[MicroBatch], model, field: str, cfg: Config, env: dist.DistEnv) -> None:
+def add_logps(batches: list[MicroBatch], model, field: str, cfg: Config, env: dist.DistEnv, micro: int) -> None:
     """Fill each micro-batch's `field` ("ref_logps" or "old_logps") with `model`'s per-token
     log-probs [rows, L], without grad. Several micro-batches share one forward (train.logps_batch_prompts
-    prompts): their prompts are left-padded to a common width (masked, and positions follow the mask, so
+    prompts, by default `micro`, the update's micro-batch): their prompts are left-padded to a common width (masked, and positions follow the mask, so
     the values are the per-micro-batch ones) and their completions right-padded."""
-    prompts = cfg.train.logps_batch_prompts or cfg.train.micro_batch_prompts
+    prompts = cfg.train.logps_batch_prompts or micro
     with dist.autocast(env, cfg.train.mixed_precision):
         for group in _no_grad_groups(batches, prompts):
             T = max(mb.prompt_ids.shape[1] for mb in group)
