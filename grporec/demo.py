@@ -27,7 +27,7 @@ from grporec.evaluate import evaluate_model, format_metrics, split_transitions
 from grporec.metrics import paired_difference
 from grporec.loop import train as grpo_train
 from grporec.models.sasrec import SASRec
-from grporec.sasrec import evaluate_sasrec, train_sasrec
+from grporec.sasrec import evaluate_sasrec, train_and_save
 from grporec.sft import train_sft
 
 DEFAULT_CONFIG = "configs/demo.yaml"  # in the working directory, else beside the package (a source checkout)
@@ -94,9 +94,7 @@ def run_demo(cfg: Config) -> dict:
     t = time.perf_counter()
     sasrec_dir = Path(cfg.sasrec.path or root / "sasrec")
     if not (sasrec_dir / "sasrec.json").is_file():
-        model, _ = train_sasrec(cfg.sasrec, catalog, load_split(cfg.data, "train", catalog),
-                                load_split(cfg.data, "valid", catalog), seed=cfg.seed, device=str(env.device), progress=False)
-        model.save(sasrec_dir)
+        train_and_save(cfg, catalog, sasrec_dir, str(env.device))  # as `grporec sasrec train` does
     sasrec_metrics = evaluate_sasrec(SASRec.load(sasrec_dir, env.device), catalog, load_split(cfg.data, "test", catalog),
                                      ks=tuple(cfg.eval.ks), transitions=split_transitions(cfg, catalog))
     timings["sasrec"] = time.perf_counter() - t
