@@ -109,8 +109,9 @@ def _stack(tensors: list[torch.Tensor], width: int, left: bool) -> torch.Tensor:
 def add_logps(batches: list[MicroBatch], model, field: str, cfg: Config, env: dist.DistEnv, micro: int) -> None:
     """Fill each micro-batch's `field` ("ref_logps" or "old_logps") with `model`'s per-token
     log-probs [rows, L], without grad. Several micro-batches share one forward (train.logps_batch_prompts
-    prompts, by default `micro`, the update's micro-batch): their prompts are left-padded to a common width (masked, and positions follow the mask, so
-    the values are the per-micro-batch ones) and their completions right-padded."""
+    prompts, by default `micro`, the update's micro-batch): their prompts are left-padded to a common
+    width (masked, and positions follow the mask, so the values are the per-micro-batch ones) and their
+    completions right-padded."""
     prompts = cfg.train.logps_batch_prompts or micro
     with dist.autocast(env, cfg.train.mixed_precision):
         for group in _no_grad_groups(batches, prompts):
