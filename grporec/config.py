@@ -157,6 +157,11 @@ class RLConfig:
     # Ground-truth injection: a group whose G completions miss the prompt's own target gets the target in
     # place of its lowest-ranked completion, so every group has a hit (an off-policy row; see docs/results.md).
     add_gt: bool = False
+    # Teacher injection: each group also gets the `teacher` reward's add_teacher most likely items for its
+    # history (those it lacks), in place of its lowest-ranked decoded completions, never over the target's
+    # row: what the classical models favour, which the policy's own samples rarely reach. Needs teacher in
+    # reward.names, and add_teacher + add_gt < num_generations.
+    add_teacher: int = 0
     temperature: float = 1.0  # sampling temperature (also divides the logits of the loss's log-probs when sampling)
     beta: float = 1e-3  # KL coefficient; 0 disables the reference model entirely
     # Weights of the frozen reference. auto: bfloat16 on CUDA with train.mixed_precision (its forward
@@ -345,7 +350,7 @@ VALUE_RANGES = {
     "model.tiny.num_heads": "at least 1", "model.tiny.num_kv_heads": "at least 1", "model.tiny.intermediate_size": "at least 1",
     "model.lora.rank": "non-negative", "model.lora.alpha": "positive", "model.lora.dropout": "probability",
     "rl.num_generations": "at least 2", "rl.temperature": "positive", "rl.beta": "non-negative", "rl.nll_coef": "non-negative",
-    "rl.num_iterations": "at least 1", "rl.epsilon_low": "probability", "rl.epsilon_high": "non-negative",
+    "rl.num_iterations": "at least 1", "rl.add_teacher": "non-negative", "rl.epsilon_low": "probability", "rl.epsilon_high": "non-negative",
     "rl.ref_sync_steps": "at least 1", "rl.ref_sync_alpha": "fraction",
     "eval.test_beams": "at least 1", "eval.max_rows": "rows", "eval.batch_prompts": "at least 1", "eval.ks": "cut-offs",
     "reward.markov_min_count": "at least 1", "reward.teacher_a": "positive",

@@ -40,7 +40,7 @@ from grporec.rewards import RewardInputs, resolve_rewards
 from grporec.grpo.batches import add_logps, make_micro_batches
 from grporec.grpo.fit import MicroBatchFit, check_auto_micro
 from grporec.grpo.rollout import check_one_sid_length, level_codes, roll_out, rollout_metrics
-from grporec.grpo.setup import build_rewards, build_rl_dataset, load_models
+from grporec.grpo.setup import build_rewards, build_rl_dataset, load_models, load_teacher, teacher_items
 from grporec.grpo import reference as ref_sync
 from grporec.grpo.advantages import advantages as advantages_of
 from grporec.grpo.update import policy_backward
@@ -54,6 +54,10 @@ def check_settings(cfg: Config) -> None:
     check_values(cfg)
     check_report_to(cfg.train.report_to)
     resolve_rewards(cfg.reward.reward_type, cfg.reward.names, cfg.reward.weights)  # names checked, user rewards imported
+    if cfg.rl.add_teacher + cfg.rl.add_gt >= cfg.rl.num_generations:
+        raise SettingsError(f"rl.add_teacher={cfg.rl.add_teacher}" + (" with rl.add_gt" if cfg.rl.add_gt else "")
+                            + f" could fill every row of a group of rl.num_generations={cfg.rl.num_generations}: keep at "
+                            "least one decoded completion (lower rl.add_teacher)")
     if cfg.rl.advantage == "sibling" and cfg.rl.loss_type == "sequence":
         raise SettingsError("rl.advantage=sibling gives per-token advantages; rl.loss_type=sequence has one ratio per "
                          "sequence: use grpo, token or dr_grpo")
@@ -83,7 +87,9 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     fmt = build_format(tokenizer, cfg.data.prompt_format, cfg.model.path, cfg.data.max_prompt_tokens)  # prompts and completions as SFT made them
     trie = build_catalog_trie(fmt, catalog.sids, env.device)
     label_of = {sid: i for i, sid in enumerate(catalog.sids)}
-    rewards = build_rewards(cfg, catalog, env.device)
+    teacher = load_teacher(cfg, catalog, env.device)  # the teacher reward's model, also rl.add_teacher's
+    rewards = build_rewards(cfg, catalog, env.device, teacher)
+    teacher_top = teacher_items(teacher, cfg.rl.add_teacher) if cfg.rl.add_teacher and teacher is not None else None
     if cfg.rl.advantage == "sibling":
         check_one_sid_length(trie.codes)
     total_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else cfg.train.epochs * math.ceil(len(dataset) / cfg.train.prompts_per_step)
@@ -120,7 +126,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             # 1. this rank's prompts
             batch = stream.take(cfg.train.prompts_per_step)[env.rank * per_rank:(env.rank + 1) * per_rank]
             # 2. rollout
-            chunks = roll_out(policy, fmt, trie, batch, cfg, label_of, step, env.rank * per_rank, env)
+            chunks = roll_out(policy, fmt, trie, batch, cfg, label_of, step, env.rank * per_rank, env, teacher_top)
             times["rollout"] = time.perf_counter() - t0
             # 3. rewards and advantages
             t = time.perf_counter()

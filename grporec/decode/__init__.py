@@ -8,12 +8,12 @@ from __future__ import annotations
 import torch
 
 from grporec.decode.beam import beam_search
-from grporec.decode.rollout import Rollout, inject_targets
+from grporec.decode.rollout import Rollout, inject_labels, inject_targets
 from grporec.models.inputs import left_pad
 from grporec.decode.sample import dynamic_sample, sample
 from grporec.decode.trie import SidTrie
 
-__all__ = ["SidTrie", "Rollout", "beam_search", "sample", "dynamic_sample", "left_pad", "inject_targets", "build_catalog_trie"]
+__all__ = ["SidTrie", "Rollout", "beam_search", "sample", "dynamic_sample", "left_pad", "inject_targets", "inject_labels", "build_catalog_trie"]
 
 
 def build_catalog_trie(fmt, sids: list[str], device: str | torch.device = "cpu") -> SidTrie:

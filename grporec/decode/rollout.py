@@ -1,4 +1,4 @@
-"""The `Rollout` structure every decoder returns, and the injection of missed targets into it.
+"""The `Rollout` structure every decoder returns, and the injection of missed targets (or other given items) into it.
 
 A rollout is G completions for each of B prompts, laid out group by group: rows b*G .. b*G+G-1
 belong to prompt b. Each prompt is prefilled once over B rows (left padding, attention mask and
@@ -79,13 +79,51 @@ def inject_targets(r: Rollout, targets: torch.Tensor, trie) -> Rollout:
         A new Rollout; replaced rows are valid, carry the target's ids, mask, label and name, are
         flagged in `injected`, and have NaN token_logps and score (they were not decoded).
     """
+    return inject_labels(r, targets.unsqueeze(1), trie)
+
+
+def inject_labels(r: Rollout, labels: torch.Tensor, trie, keep: torch.Tensor | None = None) -> Rollout:
+    """Put up to K given labels into each group: label k of group b, unless the group already holds
+    it, replaces the group's lowest-ranked row that is free: not injected before, and not the first
+    row holding a wanted label or the group's `keep` label (K = 1 with the targets is
+    `inject_targets`; after it, a teacher's favourite items go above the injected target).
+
+    Args:
+        r: a rollout of B prompts x G.
+        labels: [B, K] long, the labels to put into each group in order of priority (-1: none).
+        trie: the trie the rollout was decoded with (its `path` gives each label's token ids).
+        keep: [B] long, a label per group whose row is never overwritten (the target, decoded or
+            injected), -1 for none; None: nothing kept beyond the wanted labels.
+    Returns:
+        `r` itself when every label is already in its group, else a new Rollout whose replaced
+        rows are valid, carry the label's ids, mask, code and name, are flagged in `injected`, and
+        have NaN token_logps and score (they were not decoded).
+    """
     B, G = r.num_prompts, r.group_size
-    labels = r.labels.view(B, G)
-    missing = (targets >= 0) & ~(labels == targets.unsqueeze(1)).any(1)  # [B]
-    if not bool(missing.any()):
+    if labels.shape[0] != B:
+        raise ValueError(f"labels has {labels.shape[0]} rows for a rollout of {B} prompts")
+    if labels.shape[1] >= G:
+        raise ValueError(f"cannot inject {labels.shape[1]} labels into groups of {G}: keep a decoded row in each group")
+    kept = [-1] * B if keep is None else keep.tolist()
+    group_labels, group_injected = r.labels.view(B, G).tolist(), r.injected.view(B, G).tolist()
+    rows, new = [], []  # rows to overwrite, and the label each gets
+    for b, wanted in enumerate(labels.tolist()):
+        held = group_labels[b]
+        protected = {held.index(x) for x in set(wanted) | {kept[b]} if x >= 0 and x in held}
+        free = [j for j in range(G - 1, -1, -1) if not group_injected[b][j] and j not in protected]
+        placed = set(held)
+        for label in wanted:
+            if label >= 0 and label not in placed:
+                if not free:
+                    raise ValueError(f"group {b}: no row left for label {label} (G = {G}, {len(wanted)} labels to inject)")
+                placed.add(label)
+                rows.append(b * G + free.pop(0))
+                new.append(label)
+    if not rows:
         return r
-    rows = missing.nonzero().squeeze(1) * G + (G - 1)  # [M] the last row of each such group
-    ids, mask = trie.path(targets[missing])
+    rows = torch.tensor(rows, device=r.labels.device)
+    new = torch.tensor(new, device=r.labels.device)
+    ids, mask = trie.path(new)
     L = r.completion_ids.shape[1]
     if ids.shape[1] != L:
         raise ValueError(f"trie paths have {ids.shape[1]} tokens but the rollout's completions have {L}")
@@ -97,10 +135,10 @@ def inject_targets(r: Rollout, targets: torch.Tensor, trie) -> Rollout:
     out.token_logps[rows] = float("nan")
     out.scores[rows] = float("nan")
     out.valid[rows] = True
-    out.labels[rows] = targets[missing]
+    out.labels[rows] = new
     out.injected[rows] = True
     if out.level_codes is not None:
-        out.level_codes[rows] = trie.codes_of(targets[missing])
-    for row, name in zip(rows.tolist(), trie.names_of(targets[missing])):
+        out.level_codes[rows] = trie.codes_of(new)
+    for row, name in zip(rows.tolist(), trie.names_of(new)):
         out.sids[row] = name
     return out

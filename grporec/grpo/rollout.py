@@ -9,7 +9,7 @@ import torch
 from grporec import dist
 from grporec.config import Config
 from grporec.data import datasets as D
-from grporec.decode import Rollout, beam_search, dynamic_sample, inject_targets, left_pad, sample
+from grporec.decode import Rollout, beam_search, dynamic_sample, inject_labels, inject_targets, left_pad, sample
 from grporec.errors import SettingsError
 from grporec.models.format import PromptFormat
 
@@ -54,12 +54,14 @@ def rollout_generator(seed: int, step: int, first_prompt: int, device: torch.dev
 
 @torch.no_grad()
 def roll_out(policy, fmt: PromptFormat, trie, samples: list[D.Sample], cfg: Config, label_of: dict[str, int],
-             step: int, first_prompt: int, env: dist.DistEnv) -> list[DecodeBatch]:
+             step: int, first_prompt: int, env: dist.DistEnv, teacher_top=None) -> list[DecodeBatch]:
     """G completions per prompt, in decode batches of train.rollout_batch_prompts; `samples` are
     the global batch's prompts from index `first_prompt` on (this rank's share).
 
     With rl.add_gt, a group that misses its own target gets the target in place of its last
-    (lowest-ranked) completion (`inject_targets`), so that every group holds a hit.
+    (lowest-ranked) completion (`inject_targets`), so that every group holds a hit. With
+    rl.add_teacher, `teacher_top` (samples -> [B, k] labels, `grpo.setup.teacher_items`) names the
+    items each group gets next, above that and never in place of a hit (`inject_labels`).
     """
     policy.eval()
     G, chunks = cfg.rl.num_generations, []
@@ -81,6 +83,8 @@ def roll_out(policy, fmt: PromptFormat, trie, samples: list[D.Sample], cfg: Conf
                 raise SettingsError(f"rl.rollout must be beam, beam_sample, sample or dynamic, got {cfg.rl.rollout!r}")
         if cfg.rl.add_gt:
             r = inject_targets(r, targets, trie)
+        if teacher_top is not None:
+            r = inject_labels(r, teacher_top(part).to(env.device), trie, keep=targets)  # never over a hit
         target_ids, target_mask = trie.path(targets.clamp(min=0))
         chunks.append(DecodeBatch(part, r, targets, target_ids, target_mask * (targets >= 0).unsqueeze(1), trie.codes_of(targets)))
     policy.train()
@@ -91,14 +95,17 @@ def rollout_metrics(chunks: list[DecodeBatch]) -> dict[str, float]:
     """categorical_diversity: distinct completions per group / G; token_diversity: distinct token
     ids / valid completion tokens; completion_length: valid tokens per completion;
     frac_groups_without_hit: groups whose decoded completions all miss the target (before any
-    injection); frac_injected: groups that got the target injected (rl.add_gt)."""
-    groups, distinct, tokens, lengths, missed, injected = 0, 0.0, [], [], 0, 0
+    injection); frac_injected: groups that got the target injected (rl.add_gt); other_injected: other
+    injected rows (rl.add_teacher's items) per group."""
+    groups, distinct, tokens, lengths, missed, injected, others = 0, 0.0, [], [], 0, 0, 0
     for ch in chunks:
         r = ch.rollout
         G = r.group_size
-        decoded_hit = ((r.labels == ch.targets.repeat_interleave(G)) & ~r.injected).view(-1, G).any(1)
+        is_target = r.labels == ch.targets.repeat_interleave(G)
+        decoded_hit = (is_target & ~r.injected).view(-1, G).any(1)
         missed += int((~decoded_hit).sum())
-        injected += int(r.injected.view(-1, G).any(1).sum())
+        injected += int((r.injected & is_target).view(-1, G).any(1).sum())
+        others += int((r.injected & ~is_target).sum())
         for b in range(r.num_prompts):
             names = [x for x in r.sids[b * G:(b + 1) * G] if x is not None]
             distinct += len(set(names)) / G
@@ -113,4 +120,5 @@ def rollout_metrics(chunks: list[DecodeBatch]) -> dict[str, float]:
         "completion_length": torch.cat(lengths).mean().item(),
         "frac_groups_without_hit": missed / max(groups, 1),
         "frac_injected": injected / max(groups, 1),
+        "other_injected": others / max(groups, 1),
     }

@@ -75,9 +75,39 @@ def reference_dtype(cfg: Config, env: dist.DistEnv) -> str:
     return "bfloat16" if env.device.type == "cuda" and cfg.train.mixed_precision else "float32"
 
 
-def build_rewards(cfg: Config, catalog: Catalog, device: torch.device) -> RewardSet:
+def load_teacher(cfg: Config, catalog: Catalog, device: torch.device):
+    """The `teacher` reward's model (the training rows' counts smoothed with reward.sasrec_path's SASRec,
+    `rewards.cf.CountsSasrecTeacher`), or None where the run neither rewards with it nor injects its items."""
+    names = {n for n, _ in resolve_rewards(cfg.reward.reward_type, cfg.reward.names, cfg.reward.weights)}
+    if cfg.rl.add_teacher and "teacher" not in names:
+        raise SettingsError(f"rl.add_teacher={cfg.rl.add_teacher} injects the teacher's favourite items; reward.names must "
+                            "include teacher (without it they would be scored as plain misses)")
+    if "teacher" not in names or not cfg.reward.sasrec_path:
+        return None
+    from grporec.models.sasrec import SASRec
+    from grporec.rewards.cf import CountsSasrecTeacher, SasrecScorer
+
+    scorer = SasrecScorer(SASRec.load(cfg.reward.sasrec_path, device), catalog)
+    return CountsSasrecTeacher(scorer, load_split(cfg.data, "train", catalog), cfg.reward.teacher_a)
+
+
+def teacher_items(teacher, k: int):
+    """samples -> [B, k] the labels (catalog order) of the teacher's k most likely SIDs after each
+    sample's history, -1 for a sample without a history (title prompts); for rl.add_teacher."""
+    def top(samples: list[D.Sample]) -> torch.Tensor:
+        out = torch.full((len(samples), k), -1, dtype=torch.long)
+        rows = [b for b, s in enumerate(samples) if s.history_sids]
+        if rows:
+            probs = teacher.sid_probs([samples[b].history_sids for b in rows])  # [B', S]
+            out[rows] = probs.topk(k, dim=1).indices
+        return out
+    return top
+
+
+def build_rewards(cfg: Config, catalog: Catalog, device: torch.device, teacher=None) -> RewardSet:
     """The run's rewards. Those that need a resource (`rewards.BOUND_REWARDS`) are built here, the one
-    place that loads it, as plain functions of RewardInputs; a missing resource is named by RewardSet."""
+    place that loads it (the `teacher` reward's model may be given, from `load_teacher`), as plain
+    functions of RewardInputs; a missing resource is named by RewardSet."""
     named = resolve_rewards(cfg.reward.reward_type, cfg.reward.names, cfg.reward.weights)
     names = {n for n, _ in named}
     bound = {}
@@ -90,16 +120,15 @@ def build_rewards(cfg: Config, catalog: Catalog, device: torch.device) -> Reward
 
         scorer = SasrecScorer(SASRec.load(cfg.reward.sasrec_path, device), catalog)
         bound["sasrec"] = lambda x: sasrec_reward(x, scorer)
-    if "teacher" in names and cfg.reward.sasrec_path:
-        from grporec.models.sasrec import SASRec
-        from grporec.rewards.cf import CountsSasrecTeacher, SasrecScorer, teacher_reward
+    if "teacher" in names:
+        from grporec.rewards.cf import teacher_reward
 
-        scorer = SasrecScorer(SASRec.load(cfg.reward.sasrec_path, device), catalog)
-        counts_teacher = CountsSasrecTeacher(scorer, load_split(cfg.data, "train", catalog), cfg.reward.teacher_a)
-        bound["teacher"] = lambda x: teacher_reward(x, counts_teacher)
+        counts_teacher = teacher or load_teacher(cfg, catalog, device)
+        if counts_teacher is not None:
+            bound["teacher"] = lambda x: teacher_reward(x, counts_teacher)
     if "markov" in names:
         from grporec.rewards.cf import MarkovTeacher, markov_reward
 
-        teacher = MarkovTeacher(load_split(cfg.data, "train", catalog), cfg.reward.markov_min_count)
-        bound["markov"] = lambda x: markov_reward(x, teacher)
+        markov = MarkovTeacher(load_split(cfg.data, "train", catalog), cfg.reward.markov_min_count)
+        bound["markov"] = lambda x: markov_reward(x, markov)
     return RewardSet(named, bound)
