@@ -53,7 +53,10 @@ def check_settings(cfg: Config) -> None:
     """Reject settings the loop cannot run, naming the key (ranges: config.check_values, as on loading)."""
     check_values(cfg)
     check_report_to(cfg.train.report_to)
-    resolve_rewards(cfg.reward.reward_type, cfg.reward.names, cfg.reward.weights)  # names checked, user rewards imported
+    named = resolve_rewards(cfg.reward.reward_type, cfg.reward.names, cfg.reward.weights)  # names checked, user rewards imported
+    if cfg.rl.add_teacher and "teacher" not in {n for n, _ in named}:
+        raise SettingsError(f"rl.add_teacher={cfg.rl.add_teacher} injects the teacher's favourite items; reward.names must "
+                            "include teacher (without it they would be scored as plain misses)")
     if cfg.rl.add_teacher + cfg.rl.add_gt >= cfg.rl.num_generations:
         raise SettingsError(f"rl.add_teacher={cfg.rl.add_teacher}" + (" with rl.add_gt" if cfg.rl.add_gt else "")
                             + f" could fill every row of a group of rl.num_generations={cfg.rl.num_generations}: keep at "
@@ -89,7 +92,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     label_of = {sid: i for i, sid in enumerate(catalog.sids)}
     teacher = load_teacher(cfg, catalog, env.device)  # the teacher reward's model, also rl.add_teacher's
     rewards = build_rewards(cfg, catalog, env.device, teacher)
-    teacher_top = teacher_items(teacher, cfg.rl.add_teacher) if cfg.rl.add_teacher and teacher is not None else None
+    teacher_top = teacher_items(teacher, cfg.rl.add_teacher) if cfg.rl.add_teacher else None  # rewards checked teacher exists
     if cfg.rl.advantage == "sibling":
         check_one_sid_length(trie.codes)
     total_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else cfg.train.epochs * math.ceil(len(dataset) / cfg.train.prompts_per_step)

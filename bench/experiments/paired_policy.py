@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from grporec.metrics import paired_difference, paired_hr_difference, row_ndcg  # noqa: E402
+from grporec.metrics import first_hit_rank, paired_difference, paired_hr_difference, row_ndcg  # noqa: E402
 
 DIFFS = (("ndcg@10", paired_difference, 10), ("hr@10", paired_hr_difference, 10), ("hr@20", paired_hr_difference, 20))
 
@@ -25,8 +25,7 @@ DIFFS = (("ndcg@10", paired_difference, 10), ("hr@10", paired_hr_difference, 10)
 def ranks(eval_dir: str) -> tuple[list[str], list[int]]:
     """(each row's input, the target's rank in the prediction list or -1) of an eval directory."""
     rows = json.loads((Path(eval_dir) / "predictions.json").read_text())
-    return [r["input"] for r in rows], [r["predict"].index(r["output"].strip()) if r["output"].strip() in r["predict"] else -1
-                                        for r in rows]
+    return [r["input"] for r in rows], [first_hit_rank(r["predict"], r["output"].strip()) for r in rows]
 
 
 def main() -> None:

@@ -77,11 +77,9 @@ def reference_dtype(cfg: Config, env: dist.DistEnv) -> str:
 
 def load_teacher(cfg: Config, catalog: Catalog, device: torch.device):
     """The `teacher` reward's model (the training rows' counts smoothed with reward.sasrec_path's SASRec,
-    `rewards.cf.CountsSasrecTeacher`), or None where the run neither rewards with it nor injects its items."""
+    `rewards.cf.CountsSasrecTeacher`), or None where the run does not reward with it (or lacks the SASRec,
+    which `RewardSet` then names)."""
     names = {n for n, _ in resolve_rewards(cfg.reward.reward_type, cfg.reward.names, cfg.reward.weights)}
-    if cfg.rl.add_teacher and "teacher" not in names:
-        raise SettingsError(f"rl.add_teacher={cfg.rl.add_teacher} injects the teacher's favourite items; reward.names must "
-                            "include teacher (without it they would be scored as plain misses)")
     if "teacher" not in names or not cfg.reward.sasrec_path:
         return None
     from grporec.models.sasrec import SASRec
