@@ -51,6 +51,11 @@ class DataConfig:
     # public train split, e.g. Office_Products): each user's latest row becomes valid_file, every
     # earlier transition a training row (python -m grporec.data.derive --holdout).
     derive_from: str | None = None
+    # Each user's N latest training rows (longest history) are held back from every SFT stage and are the GRPO
+    # stage's only history prompts, so GRPO learns from transitions its SFT start never trained on (issue 34).
+    # The counts behind the Markov/teacher rewards and the seen/unseen buckets still use every training row.
+    # 0: SFT and GRPO both use every training row.
+    hold_back: int = 0
 
 
 @dataclass
@@ -345,7 +350,8 @@ _TRAIN_RANGES = {"lr": "non-negative", "weight_decay": "non-negative", "adam_bet
 VALUE_RANGES = {
     **{f"train.{k}": v for k, v in _TRAIN_RANGES.items()}, **{f"sft.train.{k}": v for k, v in _TRAIN_RANGES.items()},
     "sft.train.lr": "positive", "train.micro_batch_prompts": "non-negative",
-    "data.seq_title_samples": "non-negative", "data.max_history": "at least 1", "data.max_prompt_tokens": "at least 1",
+    "data.seq_title_samples": "non-negative", "data.hold_back": "non-negative", "data.max_history": "at least 1",
+    "data.max_prompt_tokens": "at least 1",
     "model.pad_vocab_to_multiple_of": "at least 1", "model.tiny.hidden_size": "at least 1", "model.tiny.num_layers": "at least 1",
     "model.tiny.num_heads": "at least 1", "model.tiny.num_kv_heads": "at least 1", "model.tiny.intermediate_size": "at least 1",
     "model.lora.rank": "non-negative", "model.lora.alpha": "positive", "model.lora.dropout": "probability",

@@ -24,7 +24,7 @@ from grporec.checkpoint import save_checkpoint, save_model_atomically
 from grporec.config import Config, check_values
 from grporec.data import datasets as D
 from grporec.data.catalog import Catalog
-from grporec.data.load import load_data_catalog, load_split
+from grporec.data.load import load_data_catalog, load_split, training_rows
 from grporec.data.stream import SampleStream
 from grporec.models.inputs import forward_kwargs, left_pad, positions
 from grporec.errors import SettingsError
@@ -52,7 +52,7 @@ def build_sft_dataset(cfg: Config, catalog: Catalog) -> D.MixedDataset:
     unknown = [d for d in cfg.sft.datasets if d not in SFT_DATASETS]
     if unknown or not cfg.sft.datasets:
         raise SettingsError(f"sft.datasets: unknown {unknown[0]!r}; choose from {list(SFT_DATASETS)}" if unknown else "sft.datasets is empty")
-    rows = load_split(cfg.data, "train", catalog)
+    rows = training_rows(cfg.data, catalog, "sft")  # without the rows data.hold_back keeps for GRPO
     compact = cfg.data.prompt_text == "compact"
     make = {
         "sid_history": lambda: D.SftSidDataset(rows, cfg.data.max_history, compact),

@@ -43,5 +43,34 @@ def load_split(cfg: DataConfig, split: str, catalog: Catalog) -> list[Interactio
     return rows
 
 
+def hold_back(rows: list[Interaction], n: int) -> tuple[list[Interaction], list[Interaction]]:
+    """(kept, held): each user's n latest rows (longest history; the later row of a tie) held back, in file order.
+
+    n = 0 holds nothing back. A user with n rows or fewer is held back whole."""
+    if n == 0:
+        return list(rows), []
+    by_user: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_user.setdefault(r.user_id, []).append(i)
+    held = set()
+    for idx in by_user.values():
+        held.update(sorted(idx, key=lambda i: (len(rows[i].history_ids), i))[-n:])
+    return [r for i, r in enumerate(rows) if i not in held], [r for i, r in enumerate(rows) if i in held]
+
+
+def training_rows(cfg: DataConfig, catalog: Catalog, stage: str) -> list[Interaction]:
+    """The training rows a stage learns from: "sft" every row but the held-back ones (data.hold_back), "rl" the
+    held-back rows alone, or every row when nothing is held back."""
+    kept, held = hold_back(load_split(cfg, "train", catalog), cfg.hold_back)
+    if cfg.hold_back == 0:
+        return kept
+    if stage == "sft":
+        if not kept:
+            raise SettingsError(f"data.hold_back={cfg.hold_back} holds back every row of {cfg.train_file}: "
+                                "SFT would have nothing to train on")
+        return kept
+    return held
+
+
 def load_item_features(cfg: DataConfig) -> dict[str, dict]:
     return read_items(data_path(cfg, "item_file"))

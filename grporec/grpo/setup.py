@@ -7,7 +7,7 @@ from grporec import dist
 from grporec.config import Config
 from grporec.data import datasets as D
 from grporec.data.catalog import Catalog
-from grporec.data.load import load_item_features, load_split
+from grporec.data.load import load_item_features, load_split, training_rows
 from grporec.errors import SettingsError
 from grporec.models.format import check_recorded_format
 from grporec.models.lora import AdaptersOff, check_lora, lora_for
@@ -21,13 +21,14 @@ RL_DATASETS = ("sid_history", "title2sid", "title_history")
 
 
 def build_rl_dataset(cfg: Config, catalog: Catalog) -> D.MixedDataset:
-    """The configured mix: SID history (all train rows), title/description -> SID (all items),
+    """The configured mix: SID history (the train rows; only the held-back ones with data.hold_back), title/description -> SID (all items),
     title history -> SID (a seeded sample of data.seq_title_samples rows)."""
     parts = []
     unknown = [d for d in cfg.rl.datasets if d not in RL_DATASETS]
     if unknown or not cfg.rl.datasets:
         raise SettingsError(f"rl.datasets: unknown {unknown[0]!r}; choose from {list(RL_DATASETS)}" if unknown else "rl.datasets is empty")
-    rows = load_split(cfg.data, "train", catalog) if {"sid_history", "title_history"} & set(cfg.rl.datasets) else None
+    # the rows data.hold_back kept from SFT (all rows when it is 0)
+    rows = training_rows(cfg.data, catalog, "rl") if {"sid_history", "title_history"} & set(cfg.rl.datasets) else None
     compact = cfg.data.prompt_text == "compact"
     if "sid_history" in cfg.rl.datasets:
         parts.append((D.SidDataset(rows, cfg.data.max_history, compact), None))
