@@ -61,6 +61,8 @@ def hold_back(rows: list[Interaction], n: int) -> tuple[list[Interaction], list[
 def training_rows(cfg: DataConfig, catalog: Catalog, stage: str) -> list[Interaction]:
     """The training rows a stage learns from: "sft" every row but the held-back ones (data.hold_back), "rl" the
     held-back rows alone, or every row when nothing is held back."""
+    if stage not in ("sft", "rl"):
+        raise ValueError(f"stage must be 'sft' or 'rl', got {stage!r}")
     kept, held = hold_back(load_split(cfg, "train", catalog), cfg.hold_back)
     if cfg.hold_back == 0:
         return kept

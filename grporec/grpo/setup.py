@@ -21,8 +21,8 @@ RL_DATASETS = ("sid_history", "title2sid", "title_history")
 
 
 def build_rl_dataset(cfg: Config, catalog: Catalog) -> D.MixedDataset:
-    """The configured mix: SID history (the train rows; only the held-back ones with data.hold_back), title/description -> SID (all items),
-    title history -> SID (a seeded sample of data.seq_title_samples rows)."""
+    """The configured mix: SID history (the train rows; the held-back ones alone with data.hold_back),
+    title/description -> SID (all items), title history -> SID (a seeded sample of data.seq_title_samples rows)."""
     parts = []
     unknown = [d for d in cfg.rl.datasets if d not in RL_DATASETS]
     if unknown or not cfg.rl.datasets:
