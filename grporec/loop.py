@@ -92,7 +92,8 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
     label_of = {sid: i for i, sid in enumerate(catalog.sids)}
     teacher = load_teacher(cfg, catalog, env.device)  # the teacher reward's model, also rl.add_teacher's
     rewards = build_rewards(cfg, catalog, env.device, teacher)
-    teacher_top = teacher_items(teacher, cfg.rl.add_teacher) if cfg.rl.add_teacher else None  # rewards checked teacher exists
+    # with add_teacher, check_settings has required the teacher reward and RewardSet its SASRec: teacher is set
+    teacher_top = teacher_items(teacher, cfg.rl.add_teacher) if cfg.rl.add_teacher else None
     if cfg.rl.advantage == "sibling":
         check_one_sid_length(trie.codes)
     total_steps = cfg.train.max_steps if cfg.train.max_steps > 0 else cfg.train.epochs * math.ceil(len(dataset) / cfg.train.prompts_per_step)
