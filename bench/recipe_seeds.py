@@ -12,7 +12,8 @@ SASRec in the prior too (`blend_sasrec_sft`, `blend_sasrec`). Most-popular and t
 Markov chain are deterministic and scored once. Runs are subprocesses (`--jobs` at once: a GPU or
 many cores), each resuming where it stopped. The JSON has `"seeds"` and
 `"rows": {row: {split: {metric: [one value per seed]}}}` (rows: the baselines, `sft_<stage>`
-for each SFT stage but the last, `sft` for the last, `grpo`, the blends), and `"differences"`: for
+for each SFT stage but the last, `sft` for the last, `grpo`, the blends; with `--against CONFIG`, that recipe's
+runs of the same seeds as `base_<row>`), and `"differences"`: for
 each claimed pair, the per-seed paired difference over the same rows with its standard error, the
 seed mean and the spread across seeds.
 """
@@ -47,6 +48,10 @@ PAIRS = (("sft", "grpo"), ("markov", "sft"), ("sasrec_tuned", "sft"), ("markov",
          ("markov", "blend"), ("sasrec_tuned", "blend"), ("blend_sft", "blend"), ("markov", "blend_sasrec_sft"),
          ("sasrec_tuned", "blend_sasrec_sft"), ("blend_sft", "blend_sasrec_sft"), ("markov", "blend_sasrec"),
          ("sasrec_tuned", "blend_sasrec"), ("blend", "blend_sasrec"), ("blend_sasrec_sft", "blend_sasrec"))
+# with --against (another recipe's runs, e.g. the all-rows SFT a held-back variant must beat): its rows, prefixed
+AGAINST = "base_"
+AGAINST_PAIRS = (("base_sft", "sft"), ("base_sft", "grpo"), ("base_grpo", "grpo"), ("base_blend_sasrec_sft", "blend_sasrec_sft"),
+                 ("base_blend_sasrec_sft", "blend_sasrec"), ("base_blend_sasrec", "blend_sasrec"))
 BLEND_ROWS = {"sft": "blend_sft", "grpo": "blend"}  # the blend (bench/blend.py, a chosen on valid) from each of these rows
 SASREC_BLEND_ROWS = {"sft": "blend_sasrec_sft", "grpo": "blend_sasrec"}  # the same with SASRec in the prior (a, w on valid)
 
@@ -136,16 +141,17 @@ def blend_files(args, cfg, d: Path) -> list[tuple[str, Path, bool]]:
     return [entry for entry in files if not entry[1].is_file()]
 
 
-def collect(cfg, root: Path, seeds: list[int]) -> tuple[dict, dict, dict, list[str]]:
+def collect(cfg, root: Path, seeds: list[int], classical: bool = True) -> tuple[dict, dict, dict, list[str]]:
     """(rows {name: {split: {metric: [per seed]}}}, ranks {name: {split: [per seed ranks]}}, seconds per
-    seed, rows missing): a row is kept only when every seed has it (a stopped benchmark keeps what is done)."""
-    baselines = {split: evaluate_baselines(cfg, split, cfg.eval.test_beams, cfg.eval.max_rows) for split in SPLITS}
+    seed, rows missing): a row is kept only when every seed has it (a stopped benchmark keeps what is done).
+    classical=False: the recipe's own rows only (most-popular, Markov and the tuned SASRec left out)."""
+    baselines = {split: evaluate_baselines(cfg, split, cfg.eval.test_beams, cfg.eval.max_rows) for split in SPLITS} if classical else {}
     found = {}  # {name: {seed: {split: (metrics, ranks)}}}
     for seed in seeds:
         d = seed_dir(root, seed)
-        for name in ("most_popular", "markov"):
+        for name in ("most_popular", "markov") if classical else ():
             found.setdefault(name, {})[seed] = {split: (baselines[split][name], baselines[split][name]["ranks"]) for split in SPLITS}
-        if (d / "sasrec_tuned.json").is_file():
+        if classical and (d / "sasrec_tuned.json").is_file():
             sas = json.loads((d / "sasrec_tuned.json").read_text())
             found.setdefault("sasrec_tuned", {})[seed] = {split: (sas[split], sas[split]["ranks"]) for split in SPLITS}
         for prefix, names in (("blend", BLEND_ROWS), ("blend_sasrec", SASREC_BLEND_ROWS)):
@@ -159,7 +165,8 @@ def collect(cfg, root: Path, seeds: list[int]) -> tuple[dict, dict, dict, list[s
                 stage_ranks = json.loads((d / stage / "ranks.json").read_text())
                 found.setdefault(row, {})[seed] = {split: (record[split], stage_ranks[split]) for split in SPLITS}
                 found[row][seed]["seconds"] = record["seconds"]
-    names = ["most_popular", "markov", "sasrec_tuned", *stage_rows(cfg.recipe), *BLEND_ROWS.values(), *SASREC_BLEND_ROWS.values()]
+    names = ["most_popular", "markov", "sasrec_tuned"] if classical else []
+    names = [*names, *stage_rows(cfg.recipe), *BLEND_ROWS.values(), *SASREC_BLEND_ROWS.values()]
     rows, ranks, seconds = {}, {}, {seed: {} for seed in seeds}
     for name in names:
         if len(found.get(name, {})) < len(seeds):
@@ -175,10 +182,26 @@ def collect(cfg, root: Path, seeds: list[int]) -> tuple[dict, dict, dict, list[s
     return rows, ranks, seconds, [n for n in names if n not in rows]
 
 
+def with_base(args, cfg, rows: dict, ranks: dict, missing: list[str]) -> tuple[dict, dict, list[str]]:
+    """rows, ranks and missing with --against's recipe rows added as base_<row>. Its runs must have scored
+    the same valid and test rows, or the paired differences would pair different users: refused."""
+    base = load_config(args.against)
+    if (base.data.valid_file, base.data.test_file) != (cfg.data.valid_file, cfg.data.test_file):
+        raise SystemExit(f"[recipe-seeds] --against {args.against} scores {base.data.valid_file} and {base.data.test_file}, "
+                         f"this recipe {cfg.data.valid_file} and {cfg.data.test_file}: paired differences need the same rows")
+    b_rows, b_ranks, _, b_missing = collect(base, Path(base.output_dir), args.seeds, classical=False)
+    for name in b_rows:
+        for split in SPLITS:
+            if len(b_ranks[name][split][0]) != len(ranks["markov"][split][0]):
+                raise SystemExit(f"[recipe-seeds] --against {args.against}: {name} scored a different number of {split} rows")
+    return ({**rows, **{AGAINST + k: v for k, v in b_rows.items()}}, {**ranks, **{AGAINST + k: v for k, v in b_ranks.items()}},
+            missing + [AGAINST + k for k in b_missing])
+
+
 def differences(ranks: dict, seeds: list[int]) -> dict:
     """Per claimed pair and split: per-seed paired differences (value, SE), seed mean and spread."""
     out = {}
-    for a, b in PAIRS:
+    for a, b in PAIRS + AGAINST_PAIRS:
         if a not in ranks or b not in ranks:
             continue
         for split in SPLITS:
@@ -222,6 +245,9 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "recipe_office.json"))
     ap.add_argument("--collect", action="store_true", help="run nothing: report the runs already in output_dir "
                     "(rows that some seed lacks are listed as missing)")
+    ap.add_argument("--against", default=None, metavar="CONFIG",
+                    help="another recipe's config whose runs (same seeds, same data) are reported beside these as base_<row>, "
+                    "with paired differences: e.g. the all-rows recipe a data.hold_back variant must beat")
     ap.add_argument("--job-sasrec", type=int, default=None, help=argparse.SUPPRESS)  # internal: one SASRec seed
     args, args.overrides = ap.parse_known_args(argv)
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
@@ -249,7 +275,9 @@ def main(argv: list[str]) -> None:
     if failed:
         raise SystemExit(f"[recipe-seeds] {len(failed)} runs failed: {failed}; run the same command again to resume them")
     rows, ranks, seconds, missing = collect(cfg, root, args.seeds)
-    report = {"config": args.config, "overrides": args.overrides, "seeds": args.seeds, "sasrec_settings": args.sasrec,
+    if args.against:
+        rows, ranks, missing = with_base(args, cfg, rows, ranks, missing)
+    report = {"config": args.config, "overrides": args.overrides, "against": args.against, "seeds": args.seeds, "sasrec_settings": args.sasrec,
               "device": args.device_name or (torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"),
               "missing_rows": missing,
               "stages": {row: stage for row, stage in stage_rows(cfg.recipe).items()}, "rows": rows,

@@ -251,3 +251,41 @@ def test_the_seed_benchmark_runs_only_the_blends_a_seed_lacks(tmp_path):
     assert RS.blend_files(args, cfg, tmp_path) == [("grpo", tmp_path / "blend_grpo.json", False)]
     args.blend = False
     assert RS.blend_files(args, cfg, tmp_path) == []
+
+
+def test_the_seed_benchmark_reports_another_recipes_runs_as_base_rows_paired_with_its_own(tmp_path, monkeypatch):
+    """--against CONFIG: that recipe's stage and blend rows of the same seeds, named base_<row>, each
+    paired with this recipe's rows over the same users (a held-back variant against the all-rows SFT)."""
+    from types import SimpleNamespace
+
+    def stage(d: Path, name: str, valid: list[int], test: list[int]) -> None:
+        (d / name).mkdir(parents=True)
+        (d / name / "stage.json").write_text(json.dumps({"valid": {"ndcg@10": 0.0, "hr@10": 0.0, "hr@20": 0.0},
+                                                         "test": {"ndcg@10": 0.0, "hr@10": 0.0, "hr@20": 0.0}, "seconds": 1}))
+        (d / name / "ranks.json").write_text(json.dumps({"valid": valid, "test": test}))
+
+    data = SimpleNamespace(valid_file="v.csv", test_file="t.csv")
+    base = SimpleNamespace(recipe=[StageConfig("suffix", "sft"), StageConfig("g", "grpo")], output_dir=str(tmp_path / "base"), data=data)
+    for seed in (0, 1):
+        stage(RS.seed_dir(tmp_path / "base", seed), "suffix", [0, -1], [1, -1])  # seed 1's grpo is missing
+    stage(RS.seed_dir(tmp_path / "base", 0), "g", [0, 0], [0, 0])
+    rows, ranks, _, missing = RS.collect(base, tmp_path / "base", [0, 1], classical=False)
+    # no baselines: this recipe's own rows only; its blends were not run here
+    assert list(rows) == ["sft"] and missing == ["grpo", "blend_sft", "blend", "blend_sasrec_sft", "blend_sasrec"]
+    monkeypatch.setattr(RS, "load_config", lambda path: base)
+    mine = {"markov": {"valid": [[0, 0]] * 2, "test": [[0, 0]] * 2}, "grpo": {"valid": [[0, 0]] * 2, "test": [[0, 1]] * 2}}
+    cfg = SimpleNamespace(data=data)
+    _, ranks2, missing2 = RS.with_base(SimpleNamespace(against="base.yaml", seeds=[0, 1]), cfg, {}, mine, [])
+    assert missing2 == ["base_" + m for m in missing] and ranks2["base_sft"] == ranks["sft"]
+    out = RS.differences(ranks2, [0, 1])
+    assert list(out) == ["grpo - markov", "grpo - base_sft"]  # the claimed pairs, then those against the base
+    # valid, per user: grpo rank 0 against base rank 0 (0), and rank 0 against a miss (1): mean 0.5
+    assert out["grpo - base_sft"]["valid"]["ndcg@10"]["mean"] == pytest.approx(0.5, abs=1e-12)
+    # test: ranks 0 vs 1 (1 - 1/log2(3)), 1 vs miss (1/log2(3)): mean 0.5 too
+    assert out["grpo - base_sft"]["test"]["ndcg@10"]["mean"] == pytest.approx(0.5, abs=1e-12)
+    cfg.data = SimpleNamespace(valid_file="other.csv", test_file="t.csv")
+    with pytest.raises(SystemExit, match="same rows"):
+        RS.with_base(SimpleNamespace(against="base.yaml", seeds=[0, 1]), cfg, {}, mine, [])
+    mine["markov"]["test"] = [[0, 0, 0]] * 2
+    with pytest.raises(SystemExit, match="different number of test rows"):
+        RS.with_base(SimpleNamespace(against="base.yaml", seeds=[0, 1]), SimpleNamespace(data=data), {}, mine, [])
