@@ -182,18 +182,23 @@ def collect(cfg, root: Path, seeds: list[int], classical: bool = True) -> tuple[
     return rows, ranks, seconds, [n for n in names if n not in rows]
 
 
-def with_base(args, cfg, rows: dict, ranks: dict, missing: list[str]) -> tuple[dict, dict, list[str]]:
-    """rows, ranks and missing with --against's recipe rows added as base_<row>. Its runs must have scored
-    the same valid and test rows, or the paired differences would pair different users: refused."""
-    base = load_config(args.against)
+def load_base(path: str, cfg):
+    """--against's config, checked before any run starts: its runs must score the same valid and test rows,
+    or the paired differences would pair different users."""
+    base = load_config(path)
     if (base.data.valid_file, base.data.test_file) != (cfg.data.valid_file, cfg.data.test_file):
-        raise SystemExit(f"[recipe-seeds] --against {args.against} scores {base.data.valid_file} and {base.data.test_file}, "
+        raise SystemExit(f"[recipe-seeds] --against {path} scores {base.data.valid_file} and {base.data.test_file}, "
                          f"this recipe {cfg.data.valid_file} and {cfg.data.test_file}: paired differences need the same rows")
-    b_rows, b_ranks, _, b_missing = collect(base, Path(base.output_dir), args.seeds, classical=False)
+    return base
+
+
+def with_base(base, seeds: list[int], rows: dict, ranks: dict, missing: list[str]) -> tuple[dict, dict, list[str]]:
+    """rows, ranks and missing with the base recipe's rows (load_base) added as base_<row>."""
+    b_rows, b_ranks, _, b_missing = collect(base, Path(base.output_dir), seeds, classical=False)
     for name in b_rows:
         for split in SPLITS:
             if len(b_ranks[name][split][0]) != len(ranks["markov"][split][0]):
-                raise SystemExit(f"[recipe-seeds] --against {args.against}: {name} scored a different number of {split} rows")
+                raise SystemExit(f"[recipe-seeds] --against {base.output_dir}: {name} scored a different number of {split} rows")
     return ({**rows, **{AGAINST + k: v for k, v in b_rows.items()}}, {**ranks, **{AGAINST + k: v for k, v in b_ranks.items()}},
             missing + [AGAINST + k for k in b_missing])
 
@@ -256,6 +261,7 @@ def main(argv: list[str]) -> None:
     if args.job_sasrec is not None:
         return run_sasrec(args, cfg, args.job_sasrec)
     check_recipe(cfg.recipe)
+    base = load_base(args.against, cfg) if args.against else None  # refused now, not after hours of runs
     root = Path(cfg.output_dir)
     t0 = time.perf_counter()
     ensure_derived_data(cfg)  # once, before the runs that read it
@@ -275,8 +281,8 @@ def main(argv: list[str]) -> None:
     if failed:
         raise SystemExit(f"[recipe-seeds] {len(failed)} runs failed: {failed}; run the same command again to resume them")
     rows, ranks, seconds, missing = collect(cfg, root, args.seeds)
-    if args.against:
-        rows, ranks, missing = with_base(args, cfg, rows, ranks, missing)
+    if base is not None:
+        rows, ranks, missing = with_base(base, args.seeds, rows, ranks, missing)
     report = {"config": args.config, "overrides": args.overrides, "against": args.against, "seeds": args.seeds, "sasrec_settings": args.sasrec,
               "device": args.device_name or (torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"),
               "missing_rows": missing,

@@ -275,7 +275,8 @@ def test_the_seed_benchmark_reports_another_recipes_runs_as_base_rows_paired_wit
     monkeypatch.setattr(RS, "load_config", lambda path: base)
     mine = {"markov": {"valid": [[0, 0]] * 2, "test": [[0, 0]] * 2}, "grpo": {"valid": [[0, 0]] * 2, "test": [[0, 1]] * 2}}
     cfg = SimpleNamespace(data=data)
-    _, ranks2, missing2 = RS.with_base(SimpleNamespace(against="base.yaml", seeds=[0, 1]), cfg, {}, mine, [])
+    assert RS.load_base("base.yaml", cfg) is base
+    _, ranks2, missing2 = RS.with_base(base, [0, 1], {}, mine, [])
     assert missing2 == ["base_" + m for m in missing] and ranks2["base_sft"] == ranks["sft"]
     out = RS.differences(ranks2, [0, 1])
     assert list(out) == ["grpo - markov", "grpo - base_sft"]  # the claimed pairs, then those against the base
@@ -285,7 +286,7 @@ def test_the_seed_benchmark_reports_another_recipes_runs_as_base_rows_paired_wit
     assert out["grpo - base_sft"]["test"]["ndcg@10"]["mean"] == pytest.approx(0.5, abs=1e-12)
     cfg.data = SimpleNamespace(valid_file="other.csv", test_file="t.csv")
     with pytest.raises(SystemExit, match="same rows"):
-        RS.with_base(SimpleNamespace(against="base.yaml", seeds=[0, 1]), cfg, {}, mine, [])
+        RS.load_base("base.yaml", cfg)
     mine["markov"]["test"] = [[0, 0, 0]] * 2
     with pytest.raises(SystemExit, match="different number of test rows"):
-        RS.with_base(SimpleNamespace(against="base.yaml", seeds=[0, 1]), SimpleNamespace(data=data), {}, mine, [])
+        RS.with_base(base, [0, 1], {}, mine, [])
