@@ -15,11 +15,13 @@ many cores), each resuming where it stopped. The JSON has `"seeds"` and
 for each SFT stage but the last, `sft` for the last, `grpo`, the blends; with `--against CONFIG`, that recipe's
 runs of the same seeds as `base_<row>`), and `"differences"`: for
 each claimed pair, the per-seed paired difference over the same rows with its standard error, the
-seed mean and the spread across seeds.
+seed mean and the spread across seeds. Beside it, `<out>.ranks.json.gz` keeps every row's per-user ranks,
+so that a later session, whose models are gone, pairs its own runs with them: `--against <out>.json`.
 """
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import statistics
@@ -27,7 +29,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -182,23 +184,73 @@ def collect(cfg, root: Path, seeds: list[int], classical: bool = True) -> tuple[
     return rows, ranks, seconds, [n for n in names if n not in rows]
 
 
-def load_base(path: str, cfg):
-    """--against's config, checked before any run starts: its runs must score the same valid and test rows,
-    or the paired differences would pair different users."""
-    base = load_config(path)
-    if (base.data.valid_file, base.data.test_file) != (cfg.data.valid_file, cfg.data.test_file):
-        raise SystemExit(f"[recipe-seeds] --against {path} scores {base.data.valid_file} and {base.data.test_file}, "
+@dataclass
+class Recorded:
+    """A recipe's recorded runs (--against RESULTS): its results file and the per-user ranks beside it."""
+    path: str
+    results: dict  # the results file: {"rows": {row: {split: {metric: [per seed]}}}, "missing_rows": [...], ...}
+    seeds: list[int]
+    ranks: dict  # {row: {split: [per seed [per user rank]]}}
+
+
+def ranks_path(out: Path) -> Path:
+    """The per-user ranks file written beside a results file: recipe_office.json -> recipe_office.ranks.json.gz."""
+    return out.with_name(out.stem + ".ranks.json.gz")
+
+
+def write_ranks(out: Path, cfg, seeds: list[int], ranks: dict) -> Path:
+    """Every row's per-user first-hit ranks (-1: a miss), per split and seed, gzipped beside the results file:
+    a later session, whose trained models are gone, can still pair its runs with these users (--against FILE)."""
+    path = ranks_path(out)
+    payload = {"valid_file": cfg.data.valid_file, "test_file": cfg.data.test_file, "seeds": seeds, "rows": ranks}
+    path.write_bytes(gzip.compress(json.dumps(payload, separators=(",", ":")).encode(), mtime=0))  # mtime 0: same runs, same bytes
+    return path
+
+
+def load_base(path: str, cfg, seeds: list[int]):
+    """--against's recipe (a config, or Recorded), checked before any run starts: a config (its runs in its output_dir) or a results
+    file of this benchmark with its ranks file (recorded runs). It must score the same valid and test rows, or
+    the paired differences would pair different users; a results file must hold every seed asked for."""
+    if path.endswith(".json"):
+        ranks_file = ranks_path(Path(path))
+        if not ranks_file.is_file():
+            raise SystemExit(f"[recipe-seeds] --against {path}: no {ranks_file} beside it (per-user ranks are written "
+                             "with every results file since 2026-12-05); pass the recipe's config to use its runs instead")
+        recorded = json.loads(gzip.decompress(ranks_file.read_bytes()))
+        base = Recorded(path, json.loads(Path(path).read_text()), recorded["seeds"], recorded["rows"])
+        files = (recorded["valid_file"], recorded["test_file"])
+        lacking = [s for s in seeds if s not in base.seeds]
+        if lacking:
+            raise SystemExit(f"[recipe-seeds] --against {path} recorded seeds {base.seeds}, not {lacking}")
+    else:
+        base = load_config(path)
+        files = (base.data.valid_file, base.data.test_file)
+    if files != (cfg.data.valid_file, cfg.data.test_file):
+        raise SystemExit(f"[recipe-seeds] --against {path} scores {files[0]} and {files[1]}, "
                          f"this recipe {cfg.data.valid_file} and {cfg.data.test_file}: paired differences need the same rows")
     return base
 
 
+def recorded_rows(base: Recorded, seeds: list[int]) -> tuple[dict, dict, list[str]]:
+    """(rows, ranks, missing) of a recorded recipe, the asked-for seeds in their order, its own rows only (as
+    collect(classical=False): the baselines are this run's too)."""
+    at = [base.seeds.index(s) for s in seeds]
+    names = [n for n in base.results["rows"] if n not in ("most_popular", "markov", "sasrec_tuned") and not n.startswith(AGAINST)]
+    rows = {n: {split: {k: [v[i] for i in at] for k, v in base.results["rows"][n][split].items()} for split in SPLITS} for n in names}
+    ranks = {n: {split: [base.ranks[n][split][i] for i in at] for split in SPLITS} for n in names}
+    return rows, ranks, [n for n in base.results.get("missing_rows", []) if not n.startswith(AGAINST)]
+
+
 def with_base(base, seeds: list[int], rows: dict, ranks: dict, missing: list[str]) -> tuple[dict, dict, list[str]]:
     """rows, ranks and missing with the base recipe's rows (load_base) added as base_<row>."""
-    b_rows, b_ranks, _, b_missing = collect(base, Path(base.output_dir), seeds, classical=False)
+    if isinstance(base, Recorded):
+        where, (b_rows, b_ranks, b_missing) = base.path, recorded_rows(base, seeds)
+    else:
+        where, (b_rows, b_ranks, _, b_missing) = base.output_dir, collect(base, Path(base.output_dir), seeds, classical=False)
     for name in b_rows:
         for split in SPLITS:
             if len(b_ranks[name][split][0]) != len(ranks["markov"][split][0]):
-                raise SystemExit(f"[recipe-seeds] --against {base.output_dir}: {name} scored a different number of {split} rows")
+                raise SystemExit(f"[recipe-seeds] --against {where}: {name} scored a different number of {split} rows")
     return ({**rows, **{AGAINST + k: v for k, v in b_rows.items()}}, {**ranks, **{AGAINST + k: v for k, v in b_ranks.items()}},
             missing + [AGAINST + k for k in b_missing])
 
@@ -250,9 +302,10 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "recipe_office.json"))
     ap.add_argument("--collect", action="store_true", help="run nothing: report the runs already in output_dir "
                     "(rows that some seed lacks are listed as missing)")
-    ap.add_argument("--against", default=None, metavar="CONFIG",
-                    help="another recipe's config whose runs (same seeds, same data) are reported beside these as base_<row>, "
-                    "with paired differences: e.g. the all-rows recipe a data.hold_back variant must beat")
+    ap.add_argument("--against", default=None, metavar="CONFIG|RESULTS",
+                    help="another recipe, reported beside this one as base_<row> with paired differences (same seeds, same "
+                    "data): its config (its runs in its output_dir) or its results file with the ranks file beside it "
+                    "(recorded runs, whose models are gone): e.g. the all-rows recipe a data.hold_back variant must beat")
     ap.add_argument("--job-sasrec", type=int, default=None, help=argparse.SUPPRESS)  # internal: one SASRec seed
     args, args.overrides = ap.parse_known_args(argv)
     args.threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
@@ -261,7 +314,7 @@ def main(argv: list[str]) -> None:
     if args.job_sasrec is not None:
         return run_sasrec(args, cfg, args.job_sasrec)
     check_recipe(cfg.recipe)
-    base = load_base(args.against, cfg) if args.against else None  # refused now, not after hours of runs
+    base = load_base(args.against, cfg, args.seeds) if args.against else None  # refused now, not after hours of runs
     root = Path(cfg.output_dir)
     t0 = time.perf_counter()
     ensure_derived_data(cfg)  # once, before the runs that read it
@@ -291,10 +344,11 @@ def main(argv: list[str]) -> None:
               "wall_s": time.perf_counter() - t0}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=1))
+    write_ranks(Path(args.out), cfg, args.seeds, {n: r for n, r in ranks.items() if not n.startswith(AGAINST)})
     for split in SPLITS:
         print("\n" + table(rows, split, args.seeds))
     for pair, d in report["differences"].items():
         t = d["test"]["ndcg@10"]
         print(f"test NDCG@10 {pair}: mean {t['mean']:+.4f} (seeds " + " ".join(f"{x['diff']:+.4f}+-{x['se']:.4f}" for x in t["per_seed"])
               + f"; spread sd {t['spread_sd']:.4f})")
-    print(f"\n[recipe-seeds] wrote {args.out}" + (f"; missing rows (not finished in every seed): {missing}" if missing else ""))
+    print(f"\n[recipe-seeds] wrote {args.out} and {ranks_path(Path(args.out))}" + (f"; missing rows (not finished in every seed): {missing}" if missing else ""))

@@ -275,7 +275,7 @@ def test_the_seed_benchmark_reports_another_recipes_runs_as_base_rows_paired_wit
     monkeypatch.setattr(RS, "load_config", lambda path: base)
     mine = {"markov": {"valid": [[0, 0]] * 2, "test": [[0, 0]] * 2}, "grpo": {"valid": [[0, 0]] * 2, "test": [[0, 1]] * 2}}
     cfg = SimpleNamespace(data=data)
-    assert RS.load_base("base.yaml", cfg) is base
+    assert RS.load_base("base.yaml", cfg, [0, 1]) is base
     _, ranks2, missing2 = RS.with_base(base, [0, 1], {}, mine, [])
     assert missing2 == ["base_" + m for m in missing] and ranks2["base_sft"] == ranks["sft"]
     out = RS.differences(ranks2, [0, 1])
@@ -286,7 +286,43 @@ def test_the_seed_benchmark_reports_another_recipes_runs_as_base_rows_paired_wit
     assert out["grpo - base_sft"]["test"]["ndcg@10"]["mean"] == pytest.approx(0.5, abs=1e-12)
     cfg.data = SimpleNamespace(valid_file="other.csv", test_file="t.csv")
     with pytest.raises(SystemExit, match="same rows"):
-        RS.load_base("base.yaml", cfg)
+        RS.load_base("base.yaml", cfg, [0, 1])
     mine["markov"]["test"] = [[0, 0, 0]] * 2
     with pytest.raises(SystemExit, match="different number of test rows"):
         RS.with_base(base, [0, 1], {}, mine, [])
+
+
+def test_the_seed_benchmark_pairs_its_runs_with_a_recorded_recipes_ranks(tmp_path):
+    """--against RESULTS: a results file and the per-user ranks written beside it stand in for runs whose
+    models are gone (a new session): the seeds asked for, in their order, paired over the same users."""
+    from types import SimpleNamespace
+
+    cfg = SimpleNamespace(data=SimpleNamespace(valid_file="v.csv", test_file="t.csv"))
+    # a recorded 3-seed run: its baselines (not carried over) and its own sft row, with an earlier base of its own
+    ranks = {"markov": {"valid": [[0, 0]] * 3, "test": [[0, 0]] * 3},
+             "sft": {"valid": [[0, -1], [1, -1], [-1, -1]], "test": [[2, 2], [0, 0], [1, 1]]}}
+    rows = {n: {split: {"ndcg@10": [0.1, 0.2, 0.3]} for split in ("valid", "test")} for n in ("markov", "sft", "base_sft")}
+    out = tmp_path / "recorded.json"
+    out.write_text(json.dumps({"rows": rows, "missing_rows": ["grpo", "base_grpo"]}))
+    written = RS.write_ranks(out, cfg, [0, 1, 2], ranks)
+    assert written == tmp_path / "recorded.ranks.json.gz"
+    assert written.read_bytes() == RS.write_ranks(out, cfg, [0, 1, 2], ranks).read_bytes()  # same runs, same bytes
+
+    base = RS.load_base(str(out), cfg, [2, 0])
+    mine = {"markov": {"valid": [[0, 0]] * 2, "test": [[0, 0]] * 2}, "grpo": {"valid": [[0, 0]] * 2, "test": [[0, 1]] * 2}}
+    rows2, ranks2, missing2 = RS.with_base(base, [2, 0], {}, mine, [])
+    assert list(rows2) == ["base_sft"] and missing2 == ["base_grpo"]  # no baselines, no base of the base
+    assert rows2["base_sft"]["valid"]["ndcg@10"] == [0.3, 0.1]  # seed 2, then seed 0
+    assert ranks2["base_sft"]["valid"] == [[-1, -1], [0, -1]]
+    diff = RS.differences(ranks2, [2, 0])["grpo - base_sft"]["valid"]["ndcg@10"]
+    # seed 2: both users go from a miss to rank 0: +1 each, mean 1; seed 0: 0 and +1, mean 0.5
+    assert [d["diff"] for d in diff["per_seed"]] == pytest.approx([1.0, 0.5], abs=1e-12)
+
+    with pytest.raises(SystemExit, match=r"recorded seeds \[0, 1, 2\], not \[3\]"):
+        RS.load_base(str(out), cfg, [0, 3])
+    cfg.data.test_file = "other.csv"
+    with pytest.raises(SystemExit, match="same rows"):
+        RS.load_base(str(out), cfg, [0])
+    written.unlink()
+    with pytest.raises(SystemExit, match="recorded.ranks.json.gz beside it"):
+        RS.load_base(str(out), cfg, [0])
