@@ -193,6 +193,23 @@ class Recorded:
     ranks: dict  # {row: {split: [per seed [per user rank]]}}
 
 
+def environment() -> dict:
+    """What the report's figures depend on besides the code and the seeds: the commit, the libraries and the CPU's
+    vector kernels. Training is deterministic on one machine but not across CPUs with other vector units (AVX2,
+    AVX-512: other float rounding), and the divergence grows with every step: on 2026-12-05 the all-rows SFT
+    models of earlier sessions did not reproduce (docs/results.md, "Longer GRPO")."""
+    import importlib.metadata
+    import platform
+
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+             if line.startswith("model name")] if cpuinfo.is_file() else []
+    git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    return {"commit": git.stdout.strip() if git.returncode == 0 else None, "python": platform.python_version(),
+            **{p: importlib.metadata.version(p) for p in ("torch", "transformers", "tokenizers", "numpy")},
+            "cpu": names[0] if names else platform.processor(), "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
 def ranks_path(out: Path) -> Path:
     """The per-user ranks file written beside a results file: recipe_office.json -> recipe_office.ranks.json.gz."""
     return out.with_name(out.stem + ".ranks.json.gz")
@@ -338,6 +355,7 @@ def main(argv: list[str]) -> None:
         rows, ranks, missing = with_base(base, args.seeds, rows, ranks, missing)
     report = {"config": args.config, "overrides": args.overrides, "against": args.against, "seeds": args.seeds, "sasrec_settings": args.sasrec,
               "device": args.device_name or (torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"),
+              "environment": environment(),  # of the machine that wrote this report (--collect: where it ran)
               "missing_rows": missing,
               "stages": {row: stage for row, stage in stage_rows(cfg.recipe).items()}, "rows": rows,
               "differences": differences(ranks, args.seeds), "seconds_per_seed": seconds,

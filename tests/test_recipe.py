@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import ENV, sigterm_after_steps, subprocess_env, tiny_loop_cfg
 from grporec import evaluate, recipe, recommend, sft
@@ -326,3 +327,13 @@ def test_the_seed_benchmark_pairs_its_runs_with_a_recorded_recipes_ranks(tmp_pat
     written.unlink()
     with pytest.raises(SystemExit, match="recorded.ranks.json.gz beside it"):
         RS.load_base(str(out), cfg, [0])
+
+
+def test_the_seed_benchmark_records_the_environment_its_figures_depend_on():
+    """Trained models differ across CPUs' vector kernels and library versions, so every report names them."""
+    import importlib.metadata
+
+    env = RS.environment()
+    assert env["torch"] == importlib.metadata.version("torch") and env["transformers"] == importlib.metadata.version("transformers")
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and env["cpu"]
+    assert env["commit"] is None or len(env["commit"]) == 40
