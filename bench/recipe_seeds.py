@@ -50,6 +50,7 @@ PAIRS = (("sft", "grpo"), ("markov", "sft"), ("sasrec_tuned", "sft"), ("markov",
          ("markov", "blend"), ("sasrec_tuned", "blend"), ("blend_sft", "blend"), ("markov", "blend_sasrec_sft"),
          ("sasrec_tuned", "blend_sasrec_sft"), ("blend_sft", "blend_sasrec_sft"), ("markov", "blend_sasrec"),
          ("sasrec_tuned", "blend_sasrec"), ("blend", "blend_sasrec"), ("blend_sasrec_sft", "blend_sasrec"))
+CLASSICAL = ("most_popular", "markov", "sasrec_tuned")  # the baselines' rows: every recipe's report scores its own
 # with --against (another recipe's runs, e.g. the all-rows SFT a held-back variant must beat): its rows, prefixed
 AGAINST = "base_"
 AGAINST_PAIRS = (("base_sft", "sft"), ("base_sft", "grpo"), ("base_grpo", "grpo"), ("base_blend_sasrec_sft", "blend_sasrec_sft"),
@@ -167,7 +168,7 @@ def collect(cfg, root: Path, seeds: list[int], classical: bool = True) -> tuple[
                 stage_ranks = json.loads((d / stage / "ranks.json").read_text())
                 found.setdefault(row, {})[seed] = {split: (record[split], stage_ranks[split]) for split in SPLITS}
                 found[row][seed]["seconds"] = record["seconds"]
-    names = ["most_popular", "markov", "sasrec_tuned"] if classical else []
+    names = list(CLASSICAL) if classical else []
     names = [*names, *stage_rows(cfg.recipe), *BLEND_ROWS.values(), *SASREC_BLEND_ROWS.values()]
     rows, ranks, seconds = {}, {}, {seed: {} for seed in seeds}
     for name in names:
@@ -195,9 +196,9 @@ class Recorded:
 
 def environment() -> dict:
     """What the report's figures depend on besides the code and the seeds: the commit, the libraries and the CPU's
-    vector kernels. Training is deterministic on one machine but not across CPUs with other vector units (AVX2,
-    AVX-512: other float rounding), and the divergence grows with every step: on 2026-12-05 the all-rows SFT
-    models of earlier sessions did not reproduce (docs/results.md, "Longer GRPO")."""
+    vector kernels. Training is deterministic on one machine, but other kernels or library versions round
+    differently and training amplifies it: on 2026-12-05 the all-rows SFT models of earlier sessions did not
+    reproduce with unchanged code (docs/results.md, "Longer GRPO")."""
     import importlib.metadata
     import platform
 
@@ -225,9 +226,10 @@ def write_ranks(out: Path, cfg, seeds: list[int], ranks: dict) -> Path:
 
 
 def load_base(path: str, cfg, seeds: list[int]):
-    """--against's recipe (a config, or Recorded), checked before any run starts: a config (its runs in its output_dir) or a results
-    file of this benchmark with its ranks file (recorded runs). It must score the same valid and test rows, or
-    the paired differences would pair different users; a results file must hold every seed asked for."""
+    """--against's recipe, checked before any run starts: a config (its runs in its output_dir; returned loaded) or a
+    results file of this benchmark with its ranks file beside it (recorded runs; returned as Recorded). It must
+    score the same valid and test rows, or the paired differences would pair different users; a results file
+    must hold every seed asked for."""
     if path.endswith(".json"):
         ranks_file = ranks_path(Path(path))
         if not ranks_file.is_file():
@@ -252,7 +254,7 @@ def recorded_rows(base: Recorded, seeds: list[int]) -> tuple[dict, dict, list[st
     """(rows, ranks, missing) of a recorded recipe, the asked-for seeds in their order, its own rows only (as
     collect(classical=False): the baselines are this run's too)."""
     at = [base.seeds.index(s) for s in seeds]
-    names = [n for n in base.results["rows"] if n not in ("most_popular", "markov", "sasrec_tuned") and not n.startswith(AGAINST)]
+    names = [n for n in base.results["rows"] if n not in CLASSICAL and not n.startswith(AGAINST)]
     rows = {n: {split: {k: [v[i] for i in at] for k, v in base.results["rows"][n][split].items()} for split in SPLITS} for n in names}
     ranks = {n: {split: [base.ranks[n][split][i] for i in at] for split in SPLITS} for n in names}
     return rows, ranks, [n for n in base.results.get("missing_rows", []) if not n.startswith(AGAINST)]
