@@ -56,6 +56,14 @@ class DataConfig:
     # The counts behind the Markov/teacher rewards and the seen/unseen buckets still use every training row.
     # 0: SFT and GRPO both use every training row.
     hold_back: int = 0
+    # Successor hints (grporec/data/hints.py): every SID-history prompt (SFT, GRPO, evaluation, recommend) gets a line
+    # with the K items that most often followed its last item in the training rows, so the model reads the counts a
+    # Markov chain uses instead of memorising them (issue 34). A training row's own transition is counted once less.
+    # Needs prompt_text: compact. 0: no hints.
+    successor_hints: int = 0
+    # The seeded share of training rows (with their suffixes) whose own transition is left out of their hints
+    # altogether, so that training, like evaluation, often has the answer outside the hints. 0: leave one out only.
+    hint_drop: float = 0.0
 
 
 @dataclass
@@ -350,7 +358,8 @@ _TRAIN_RANGES = {"lr": "non-negative", "weight_decay": "non-negative", "adam_bet
 VALUE_RANGES = {
     **{f"train.{k}": v for k, v in _TRAIN_RANGES.items()}, **{f"sft.train.{k}": v for k, v in _TRAIN_RANGES.items()},
     "sft.train.lr": "positive", "train.micro_batch_prompts": "non-negative",
-    "data.seq_title_samples": "non-negative", "data.hold_back": "non-negative", "data.max_history": "at least 1",
+    "data.seq_title_samples": "non-negative", "data.hold_back": "non-negative", "data.successor_hints": "non-negative",
+    "data.hint_drop": "fraction", "data.max_history": "at least 1",
     "data.max_prompt_tokens": "at least 1",
     "model.pad_vocab_to_multiple_of": "at least 1", "model.tiny.hidden_size": "at least 1", "model.tiny.num_layers": "at least 1",
     "model.tiny.num_heads": "at least 1", "model.tiny.num_kv_heads": "at least 1", "model.tiny.intermediate_size": "at least 1",

@@ -23,7 +23,7 @@ from tqdm import tqdm
 from grporec import dist
 from grporec.config import Config
 from grporec.data.datasets import EvalSidDataset, Sample, SftSidDataset
-from grporec.data.load import load_data_catalog, load_split
+from grporec.data.load import load_data_catalog, load_split, successor_hints
 from grporec.decode import beam_search, build_catalog_trie, left_pad
 from grporec.metrics import DEFAULT_KS, bucket_metrics, first_hit_rank, ranking_metrics, seen_flags, train_transitions
 
@@ -40,7 +40,9 @@ def prompt_input(prompt: str) -> str:
 def eval_samples(cfg: Config, rows, max_rows: int = -1) -> list[Sample]:
     """Evaluation prompts for rows, in the configured wording (`eval.prompt_style`)."""
     cls = EvalSidDataset if cfg.eval.prompt_style == "eval" else SftSidDataset
-    samples = cls(rows, cfg.data.max_history, cfg.data.prompt_text == "compact").samples  # compact: one wording for both
+    # the full training counts (no row left out)
+    hints = successor_hints(cfg.data, load_data_catalog(cfg.data), cfg.seed) if cfg.data.successor_hints else None
+    samples = cls(rows, cfg.data.max_history, cfg.data.prompt_text == "compact", hints).samples  # compact: one wording for both
     return samples[:max_rows] if max_rows and max_rows > 0 else samples
 
 

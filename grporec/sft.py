@@ -24,7 +24,7 @@ from grporec.checkpoint import save_checkpoint, save_model_atomically
 from grporec.config import Config, check_values
 from grporec.data import datasets as D
 from grporec.data.catalog import Catalog
-from grporec.data.load import load_data_catalog, load_split, training_rows
+from grporec.data.load import load_data_catalog, load_split, successor_hints, training_rows
 from grporec.data.stream import SampleStream
 from grporec.models.inputs import forward_kwargs, left_pad, positions
 from grporec.errors import SettingsError
@@ -54,9 +54,14 @@ def build_sft_dataset(cfg: Config, catalog: Catalog) -> D.MixedDataset:
         raise SettingsError(f"sft.datasets: unknown {unknown[0]!r}; choose from {list(SFT_DATASETS)}" if unknown else "sft.datasets is empty")
     rows = training_rows(cfg.data, catalog, "sft")  # without the rows data.hold_back keeps for GRPO
     compact = cfg.data.prompt_text == "compact"
+    hints = successor_hints(cfg.data, catalog, cfg.seed)
+    unhinted = [d for d in cfg.sft.datasets if d in ("sid_markov", "sid_transition", "title_history")]
+    if hints is not None and unhinted:
+        raise SettingsError(f"sft.datasets: {unhinted[0]!r} has no successor-hints prompt; with data.successor_hints="
+                            f"{cfg.data.successor_hints} use sid_history, sid_suffix and the item tasks")
     make = {
-        "sid_history": lambda: D.SftSidDataset(rows, cfg.data.max_history, compact),
-        "sid_suffix": lambda: D.SftSuffixDataset(rows, cfg.data.max_history, compact),
+        "sid_history": lambda: D.SftSidDataset(rows, cfg.data.max_history, compact, hints, training=True),
+        "sid_suffix": lambda: D.SftSuffixDataset(rows, cfg.data.max_history, compact, hints),
         "sid_markov": lambda: D.SftMarkovDataset(rows, cfg.data.max_history, compact, cfg.seed),
         "sid_transition": lambda: D.SftTransitionDataset(rows, cfg.data.max_history, compact),
         "title2sid": lambda: D.SftTitle2SidDataset(catalog, compact),
@@ -192,7 +197,8 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
     catalog = load_data_catalog(cfg.data)
     dataset = build_sft_dataset(cfg, catalog)
     valid_rows = load_split(cfg.data, "valid", catalog)
-    valid = D.SftSidDataset(valid_rows, cfg.data.max_history, cfg.data.prompt_text == "compact").samples
+    valid = D.SftSidDataset(valid_rows, cfg.data.max_history, cfg.data.prompt_text == "compact",
+                            successor_hints(cfg.data, catalog, cfg.seed)).samples
     valid = valid[: cfg.sft.valid_max_rows] if cfg.sft.valid_max_rows > 0 else valid
     model, tokenizer = init_model(cfg, catalog, env)
     fmt = format_for(tokenizer, cfg.data.prompt_format, cfg.sft.init if cfg.sft.init != "tiny" else None, key="sft.init",

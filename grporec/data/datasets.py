@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from grporec.data import prompts as P
 from grporec.data.catalog import Catalog
 from grporec.data.formats import DataError, Interaction, first_description
+from grporec.data.hints import SuccessorHints
 from grporec.metrics import transition_counts
 
 
@@ -63,12 +64,17 @@ def _next_item(compact: bool, minionerec):
     return (lambda h: P.compact_prompt(P.compact_history_input(h))) if compact else minionerec
 
 
-def _history_samples(rows: list[Interaction], max_history: int, prompt_of, task: str) -> list[Sample]:
-    """One sample per row: the prompt built from its (truncated) SID history, the next SID as target."""
+def _history_samples(rows: list[Interaction], max_history: int, prompt_of, task: str,
+                     hints: SuccessorHints | None = None, training: bool = False) -> list[Sample]:
+    """One sample per row: the prompt built from its (truncated) SID history, the next SID as target.
+
+    With `hints` (data.successor_hints), the compact prompt with the last item's successors after the history;
+    `training`: the rows are the counted training rows (each leaves its own transition out, grporec.data.hints)."""
     out = []
     for r in rows:
         h = _last(r.history_sids, max_history)
-        out.append(Sample(prompt=prompt_of(h), completion=r.item_sid + "\n", target_sid=r.item_sid, history_sids=h, task=task))
+        prompt = prompt_of(h) if hints is None else P.compact_prompt(P.compact_hinted_input(h, hints.for_row(r, training)))
+        out.append(Sample(prompt=prompt, completion=r.item_sid + "\n", target_sid=r.item_sid, history_sids=h, task=task))
     return out
 
 
@@ -77,9 +83,10 @@ class SidDataset(PromptDataset):
 
     task = "sid_history"
 
-    def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False):
+    def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False,
+                 hints: SuccessorHints | None = None, training: bool = False):
         super().__init__(_history_samples(rows, max_history, _next_item(compact, lambda h: P.rl_prompt(P.sid_history_input(h))),
-                                          self.task))
+                                          self.task, hints, training))
 
 
 def _item_questions(catalog: Catalog, item_feats: dict[str, dict], source: str,
@@ -144,10 +151,12 @@ class EvalSidDataset(PromptDataset):
 
     task = "eval_sid_history"
 
-    def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False):
+    def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False,
+                 hints: SuccessorHints | None = None):
         super().__init__(_history_samples(
             rows, max_history,
-            _next_item(compact, lambda h: P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.eval_sid_history_input(h))), self.task))
+            _next_item(compact, lambda h: P.instruct_prompt(P.NEXT_ITEM_INSTRUCTION, P.eval_sid_history_input(h))), self.task,
+            hints))
 
 
 # ---------------------------------------------------------------------------------------- SFT
@@ -163,8 +172,9 @@ class SftSidDataset(PromptDataset):
 
     task = "sft_sid_history"
 
-    def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False):
-        super().__init__(_history_samples(rows, max_history, _next_item(compact, _sft_next_item), self.task))
+    def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False,
+                 hints: SuccessorHints | None = None, training: bool = False):
+        super().__init__(_history_samples(rows, max_history, _next_item(compact, _sft_next_item), self.task, hints, training))
 
 
 class SftSuffixDataset(PromptDataset):
@@ -178,10 +188,12 @@ class SftSuffixDataset(PromptDataset):
 
     task = "sft_sid_suffix"
 
-    def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False):
+    def __init__(self, rows: list[Interaction], max_history: int = 10, compact: bool = False,
+                 hints: SuccessorHints | None = None):
+        # a suffix keeps its row's user, last item and target, so its hints leave out what the row's leave out
         suffixes = [Interaction(r.user_id, r.history_titles[-j:], r.history_ids[-j:], h[-j:], r.item_title, r.item_id, r.item_sid)
                     for r in rows for h in [_last(r.history_sids, max_history)] for j in range(len(h) - 1, 0, -1)]
-        super().__init__(_history_samples(suffixes, max_history, _next_item(compact, _sft_next_item), self.task))
+        super().__init__(_history_samples(suffixes, max_history, _next_item(compact, _sft_next_item), self.task, hints, True))
 
 
 class SftMarkovDataset(PromptDataset):

@@ -76,3 +76,18 @@ def training_rows(cfg: DataConfig, catalog: Catalog, stage: str) -> list[Interac
 
 def load_item_features(cfg: DataConfig) -> dict[str, dict]:
     return read_items(data_path(cfg, "item_file"))
+
+
+def successor_hints(cfg: DataConfig, catalog: Catalog, seed: int):
+    """The prompts' successor hints (data.successor_hints), counted on every training row; None when off."""
+    if cfg.successor_hints == 0:
+        return None
+    from grporec.data.hints import SuccessorHints
+
+    if cfg.prompt_text != "compact":
+        raise SettingsError(f"data.successor_hints={cfg.successor_hints} needs data.prompt_text: compact "
+                            f"(the hints line is part of the compact prompt), not {cfg.prompt_text!r}")
+    if cfg.train_file is None:
+        raise SettingsError(f"data.successor_hints={cfg.successor_hints}: hints are counted on the training rows, "
+                            "and data.train_file is not set")
+    return SuccessorHints(load_split(cfg, "train", catalog), cfg.successor_hints, cfg.hint_drop, seed)

@@ -7,7 +7,7 @@ from grporec import dist
 from grporec.config import Config
 from grporec.data import datasets as D
 from grporec.data.catalog import Catalog
-from grporec.data.load import load_item_features, load_split, training_rows
+from grporec.data.load import load_item_features, load_split, successor_hints, training_rows
 from grporec.errors import SettingsError
 from grporec.models.format import check_recorded_format
 from grporec.models.lora import AdaptersOff, check_lora, lora_for
@@ -30,8 +30,12 @@ def build_rl_dataset(cfg: Config, catalog: Catalog) -> D.MixedDataset:
     # the rows data.hold_back kept from SFT (all rows when it is 0)
     rows = training_rows(cfg.data, catalog, "rl") if {"sid_history", "title_history"} & set(cfg.rl.datasets) else None
     compact = cfg.data.prompt_text == "compact"
+    hints = successor_hints(cfg.data, catalog, cfg.seed)
+    if hints is not None and "title_history" in cfg.rl.datasets:
+        raise SettingsError(f"rl.datasets: 'title_history' has no successor-hints prompt; with data.successor_hints="
+                            f"{cfg.data.successor_hints} use sid_history and title2sid")
     if "sid_history" in cfg.rl.datasets:
-        parts.append((D.SidDataset(rows, cfg.data.max_history, compact), None))
+        parts.append((D.SidDataset(rows, cfg.data.max_history, compact, hints, training=True), None))
     if "title2sid" in cfg.rl.datasets:
         parts.append((D.Title2SidDataset(catalog, load_item_features(cfg.data), str(cfg.data.item_file), compact), None))
     if "title_history" in cfg.rl.datasets:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from grporec.config import Config
 from grporec.data import datasets as D
-from grporec.data.load import load_data_catalog, load_item_features, load_split
+from grporec.data.load import load_data_catalog, load_item_features, load_split, successor_hints
 from grporec.models.policy import build_tiny_policy, save_policy
 from grporec.models.tokenizer import check_sid_tokenizer
 
@@ -25,6 +25,8 @@ def tokenizer_corpus(cfg: Config) -> list[str]:
         parts.append(D.Title2SidDataset(catalog, load_item_features(cfg.data), cfg.data.item_file))
     if cfg.data.prompt_text == "compact":
         parts += [D.SftSidDataset(rows, compact=True), D.SftTitle2SidDataset(catalog, compact=True)]
+    if cfg.data.successor_hints:  # only then: the tokenizer of every run without hints stays as it was
+        parts.append(D.SftSidDataset(rows, compact=True, hints=successor_hints(cfg.data, catalog, cfg.seed), training=True))
     return [s.prompt + s.completion for ds in parts for s in ds]
 
 

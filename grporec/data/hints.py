@@ -1,0 +1,62 @@
+"""Successor hints (`data.successor_hints: K`): the K items that most often followed the history's last item in the
+training rows, written into the prompt after the history.
+
+Why (issue 34): the generative model generalises to transitions it never saw, the Markov chain counts the ones it
+did, and one model has not had both. With the counts in its prompt, the model can learn when to copy a counted
+successor and when to look past them, instead of having to memorise every training transition in its weights.
+
+A training row must not read its own answer off its hints: its own transition is counted once less for it (leave
+one out), so a transition seen once in training is no hint for the row that holds it, as it would not be for a
+new user. Evaluation rows (valid, test, `recommend`) read the full training counts. With `data.hint_drop: p` a
+seeded share p of the training rows (with their suffixes) loses its own transition altogether, however often it
+was seen: at evaluation the answer is among the hints for ~13% of valid rows, while leave-one-out leaves it there
+for half the training rows; dropping brings training closer to what evaluation asks.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+
+from grporec.data.formats import Interaction
+from grporec.metrics import transition_counts
+
+
+def row_key(r: Interaction) -> tuple[str, str, str]:
+    """What identifies a training row and every suffix of it: the user, the last history item and the target."""
+    return (r.user_id, r.history_ids[-1] if r.history_ids else "", r.item_id)
+
+
+class SuccessorHints:
+    """The K most frequent successors of an item in `rows`, ties broken by SID (deterministic).
+
+    Args:
+        rows: the training rows whose transitions are counted.
+        k: how many successors a prompt gets (at most; an item with fewer successors gets fewer).
+        drop: the share of training rows whose own transition is left out entirely (in [0, 1]).
+        seed: chooses that share (a hash of the seed and the row's key, so independent of row order).
+    """
+
+    def __init__(self, rows: list[Interaction], k: int, drop: float = 0.0, seed: int = 0):
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        self.k, self.drop, self.seed = k, drop, seed
+        self.follows: dict[str, Counter] = transition_counts(rows)
+
+    def dropped(self, key: tuple[str, str, str]) -> bool:
+        """Whether a training row (by `row_key`) is in the seeded share whose own transition is left out."""
+        if self.drop <= 0:
+            return False
+        digest = hashlib.sha256(repr((self.seed, key)).encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2 ** 64 < self.drop
+
+    def for_row(self, r: Interaction, training: bool) -> list[str]:
+        """The hint SIDs of a row's prompt, most frequent first. `training`: the row is one of the counted rows, so its
+        own transition is counted once less (all of it for a dropped row)."""
+        if not r.history_sids:
+            return []
+        counts = self.follows.get(r.history_sids[-1], Counter())
+        if training and r.item_sid in counts:
+            counts = Counter(counts)
+            counts[r.item_sid] = 0 if self.dropped(row_key(r)) else counts[r.item_sid] - 1
+        ranked = sorted(((c, sid) for sid, c in counts.items() if c > 0), key=lambda t: (-t[0], t[1]))
+        return [sid for _, sid in ranked[: self.k]]
