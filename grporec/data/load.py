@@ -79,7 +79,8 @@ def load_item_features(cfg: DataConfig) -> dict[str, dict]:
 
 
 def successor_hints(cfg: DataConfig, catalog: Catalog, seed: int):
-    """The prompts' successor hints (data.successor_hints), counted on every training row; None when off."""
+    """The prompts' successor hints (data.successor_hints), counted on every training row (data_path names
+    data.train_file when it is unset); None when off."""
     if cfg.successor_hints == 0:
         return None
     from grporec.data.hints import SuccessorHints
@@ -87,7 +88,4 @@ def successor_hints(cfg: DataConfig, catalog: Catalog, seed: int):
     if cfg.prompt_text != "compact":
         raise SettingsError(f"data.successor_hints={cfg.successor_hints} needs data.prompt_text: compact "
                             f"(the hints line is part of the compact prompt), not {cfg.prompt_text!r}")
-    if cfg.train_file is None:
-        raise SettingsError(f"data.successor_hints={cfg.successor_hints}: hints are counted on the training rows, "
-                            "and data.train_file is not set")
     return SuccessorHints(load_split(cfg, "train", catalog), cfg.successor_hints, cfg.hint_drop, seed)
