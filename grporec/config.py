@@ -64,6 +64,9 @@ class DataConfig:
     # The seeded share of training rows (with their suffixes) whose own transition is left out of their hints
     # altogether, so that training, like evaluation, often has the answer outside the hints. 0: leave one out only.
     hint_drop: float = 0.0
+    # Each hint followed by its count, and the line by the last item's total count ("<sid> 6 <sid> 3 / 14"), so the
+    # model can weigh a hint as the blend weighs the counts. Needs successor_hints.
+    hint_counts: bool = False
 
 
 @dataclass

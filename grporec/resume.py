@@ -28,9 +28,9 @@ from grporec.errors import SettingsError
 # and which parameters train (LoRA's adapters are part of the saved state).
 LORA_KEYS = ("model.lora.rank", "model.lora.target_modules", "model.lora.sid_rows")
 RESUME_KEYS = ("rl.num_generations", "train.prompts_per_step", "seed", "data.prompt_format", "data.prompt_text", "data.hold_back",
-               "data.successor_hints", "data.hint_drop", *LORA_KEYS)
+               "data.successor_hints", "data.hint_drop", "data.hint_counts", *LORA_KEYS)
 SFT_RESUME_KEYS = ("sft.train.prompts_per_step", "sft.datasets", "seed", "data.prompt_format", "data.prompt_text",
-                   "sft.select_on", "data.hold_back", "data.successor_hints", "data.hint_drop", *LORA_KEYS)
+                   "sft.select_on", "data.hold_back", "data.successor_hints", "data.hint_drop", "data.hint_counts", *LORA_KEYS)
 
 
 def new_run_id() -> str:

@@ -55,6 +55,15 @@ def test_hint_drop_leaves_a_seeded_share_of_rows_without_their_transition_at_all
     assert everyone.for_row(ROWS[0], training=False) == ["<b>", "<c>"]  # evaluation reads the full counts
 
 
+def test_counted_hints_carry_each_count_and_the_last_items_total_after_leave_one_out():
+    hints = SuccessorHints(ROWS, k=2, counts=True)
+    assert hints.line(row("new", "qa", ""), training=False) == "<b> 3 <c> 2 / 6"  # a's successors b 3, c 2, d 1: 6
+    assert hints.line(ROWS[3], training=True) == "<b> 3 <c> 1 / 5"  # u4's own a -> c counted once less: b 3, c 1, d 1
+    assert hints.line(ROWS[6], training=True) == "/ 0"  # x -> y was x's only transition: nothing counted for u7
+    assert SuccessorHints(ROWS, k=2).line(ROWS[3], training=True) == "<b><c>"  # without counts: the SIDs only
+    assert SuccessorHints(ROWS, 2, 1.0, counts=True).line(ROWS[0], training=True) == "<c> 2 <d> 1 / 3"  # b's 3 dropped
+
+
 def hinted(cfg, k=3, drop=0.0):
     return replace(cfg, data=replace(cfg.data, successor_hints=k, hint_drop=drop, prompt_text="compact", max_history=50))
 
@@ -85,6 +94,12 @@ def test_sft_and_grpo_prompts_carry_leave_one_out_hints_and_evaluation_the_full_
     for s, r in zip(eval_samples(cfg, test_rows), test_rows):
         assert s.prompt.split("\nhints: ")[1] == naive(r.history_sids[-1], r.item_sid, 0) + "\n\n### Response:\n"
     assert "hints:" not in eval_samples(replace(cfg, data=replace(cfg.data, successor_hints=0)), test_rows)[0].prompt
+    counted = replace(cfg, data=replace(cfg.data, hint_counts=True))
+    counts = SuccessorHints(rows, 3, counts=True)
+    for s, r in zip(eval_samples(counted, test_rows), test_rows):
+        assert s.prompt.split("\nhints: ")[1] == counts.line(r, training=False) + "\n\n### Response:\n"
+        total = sum(follows.get(r.history_sids[-1], {}).values())
+        assert s.prompt.endswith(f"/ {total}\n\n### Response:\n")  # the naive count of the last item's transitions
 
 
 def test_dropped_rows_and_their_suffixes_lose_their_transition_together(tiny_cfg, tiny_catalog):
@@ -114,6 +129,8 @@ def test_hints_refuse_prompts_they_do_not_fit_naming_the_key(tiny_cfg, tiny_cata
     minionerec = replace(tiny_cfg, data=replace(tiny_cfg.data, successor_hints=2, prompt_text="minionerec"))
     with pytest.raises(SettingsError, match="needs data.prompt_text: compact"):
         build_sft_dataset(minionerec, tiny_catalog)
+    with pytest.raises(SettingsError, match="data.hint_counts=true .* data.successor_hints is 0"):
+        build_sft_dataset(replace(tiny_cfg, data=replace(tiny_cfg.data, hint_counts=True)), tiny_catalog)
     with pytest.raises(ConfigError, match="data.hint_drop must be in \\[0, 1\\]"):
         load_config(ROOT / "configs" / "tiny.yaml", ["data.hint_drop=1.5"])
     with pytest.raises(ConfigError, match="data.successor_hints must be >= 0"):

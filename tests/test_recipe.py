@@ -26,7 +26,7 @@ def test_a_model_records_its_prompt_settings_and_a_run_adopts_them_unless_set(ti
     record_settings(tmp_path, settings_of(trained))
     assert recorded_settings(tmp_path) == {"data.prompt_format": "alpaca", "data.prompt_text": "compact", "data.max_history": 1,
                                            "data.max_prompt_tokens": 1024, "eval.prompt_style": "eval",
-                                           "data.successor_hints": 0}
+                                           "data.successor_hints": 0, "data.hint_counts": False}
     run = tiny_loop_cfg(tiny_cfg, tmp_path, tmp_path)  # the file's defaults: 10 items, MiniOneRec's words
     adopted, notes = adopt_model_settings(run, tmp_path, explicit=set())
     assert (adopted.data.max_history, adopted.data.prompt_text) == (1, "compact")

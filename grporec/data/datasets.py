@@ -73,7 +73,7 @@ def _history_samples(rows: list[Interaction], max_history: int, prompt_of, task:
     out = []
     for r in rows:
         h = _last(r.history_sids, max_history)
-        prompt = prompt_of(h) if hints is None else P.compact_prompt(P.compact_hinted_input(h, hints.for_row(r, training)))
+        prompt = prompt_of(h) if hints is None else P.compact_prompt(P.compact_hinted_input(h, hints.line(r, training)))
         out.append(Sample(prompt=prompt, completion=r.item_sid + "\n", target_sid=r.item_sid, history_sids=h, task=task))
     return out
 

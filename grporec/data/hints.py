@@ -11,6 +11,12 @@ new user. Evaluation rows (valid, test, `recommend`) read the full training coun
 seeded share p of the training rows (with their suffixes) loses its own transition altogether, however often it
 was seen: at evaluation the answer is among K = 5 hints for ~13% of valid rows, while leave-one-out leaves it there
 for ~42% of the training rows (bench/experiments/hint_coverage.py); dropping brings training closer to evaluation.
+
+With `data.hint_counts: true` each hint carries its count and the line ends with the last item's number of counted
+transitions: `<a_1><b_2><c_3> 6 <a_4><b_5><c_6> 3 / 14`. Bare hints cost the model the rows whose answer is not a
+counted successor (it learns to copy them); the counts are what the blend weighs them by,
+(c(last -> i) + a p(i)) / (c(last) + a), so with them the model can tell a successor seen 6 times in 14 from one
+seen once.
 """
 from __future__ import annotations
 
@@ -34,12 +40,13 @@ class SuccessorHints:
         k: how many successors a prompt gets (at most; an item with fewer successors gets fewer).
         drop: the share of training rows whose own transition is left out entirely (in [0, 1]).
         seed: chooses that share (a hash of the seed and the row's key, so independent of row order).
+        counts: write each hint's count and the last item's total after the hints (`line`).
     """
 
-    def __init__(self, rows: list[Interaction], k: int, drop: float = 0.0, seed: int = 0):
+    def __init__(self, rows: list[Interaction], k: int, drop: float = 0.0, seed: int = 0, counts: bool = False):
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
-        self.k, self.drop, self.seed = k, drop, seed
+        self.k, self.drop, self.seed, self.counts = k, drop, seed, counts
         self.follows: dict[str, Counter] = transition_counts(rows)
 
     def dropped(self, key: tuple[str, str, str]) -> bool:
@@ -49,14 +56,25 @@ class SuccessorHints:
         digest = hashlib.sha256(repr((self.seed, key)).encode()).digest()
         return int.from_bytes(digest[:8], "big") / 2 ** 64 < self.drop
 
-    def for_row(self, r: Interaction, training: bool) -> list[str]:
-        """The hint SIDs of a row's prompt, most frequent first. `training`: the row is one of the counted rows, so its
-        own transition is counted once less (all of it for a dropped row)."""
+    def counted(self, r: Interaction, training: bool) -> tuple[list[tuple[str, int]], int]:
+        """([(hint SID, count)], most frequent first; the last item's total count) for a row's prompt. `training`: the
+        row is one of the counted rows, so its own transition is counted once less (all of it for a dropped row)."""
         if not r.history_sids:
-            return []
+            return [], 0
         counts = self.follows.get(r.history_sids[-1], Counter())
         if training and r.item_sid in counts:
             counts = Counter(counts)
             counts[r.item_sid] = 0 if self.dropped(row_key(r)) else counts[r.item_sid] - 1
         ranked = sorted(((c, sid) for sid, c in counts.items() if c > 0), key=lambda t: (-t[0], t[1]))
-        return [sid for _, sid in ranked[: self.k]]
+        return [(sid, c) for c, sid in ranked[: self.k]], sum(counts.values())
+
+    def for_row(self, r: Interaction, training: bool) -> list[str]:
+        """The hint SIDs of a row's prompt, most frequent first (see `counted`)."""
+        return [sid for sid, _ in self.counted(r, training)[0]]
+
+    def line(self, r: Interaction, training: bool) -> str:
+        """The text of a row's hints line: the SIDs back to back, or with `counts` each SID's count and the total."""
+        hints, total = self.counted(r, training)
+        if not self.counts:
+            return "".join(sid for sid, _ in hints)
+        return "".join(f"{sid} {c} " for sid, c in hints) + f"/ {total}"

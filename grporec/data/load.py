@@ -82,10 +82,14 @@ def successor_hints(cfg: DataConfig, catalog: Catalog, seed: int):
     """The prompts' successor hints (data.successor_hints), counted on every training row (data_path names
     data.train_file when it is unset); None when off."""
     if cfg.successor_hints == 0:
+        if cfg.hint_counts:
+            raise SettingsError("data.hint_counts=true writes the counts of the successor hints, but "
+                                "data.successor_hints is 0: set data.successor_hints (e.g. 5)")
         return None
     from grporec.data.hints import SuccessorHints
 
     if cfg.prompt_text != "compact":
         raise SettingsError(f"data.successor_hints={cfg.successor_hints} needs data.prompt_text: compact "
                             f"(the hints line is part of the compact prompt), not {cfg.prompt_text!r}")
-    return SuccessorHints(load_split(cfg, "train", catalog), cfg.successor_hints, cfg.hint_drop, seed)
+    return SuccessorHints(load_split(cfg, "train", catalog), cfg.successor_hints, cfg.hint_drop, seed,
+                          counts=cfg.hint_counts)

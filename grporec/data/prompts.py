@@ -34,9 +34,10 @@ def compact_history_input(history_sids: tuple[str, ...] | list[str]) -> str:
     return "".join(history_sids)
 
 
-def compact_hinted_input(history_sids: tuple[str, ...] | list[str], hint_sids: list[str]) -> str:
-    """The history's SIDs, then a line with the last item's most frequent training successors (data.successor_hints)."""
-    return "".join(history_sids) + "\nhints: " + "".join(hint_sids)
+def compact_hinted_input(history_sids: tuple[str, ...] | list[str], hints_line: str) -> str:
+    """The history's SIDs, then a line with the last item's most frequent training successors (data.successor_hints;
+    `hints_line` is grporec.data.hints.SuccessorHints.line)."""
+    return "".join(history_sids) + "\nhints: " + hints_line
 
 
 def compact_title_input(title: str) -> str:

@@ -20,7 +20,8 @@ from grporec.models.format import RECORD_FILE, FormatError, check_recorded_forma
 
 # The settings a model carries, as (section, field) of the run config; the record's keys are "section.field".
 PROMPT_SETTINGS = (("data", "prompt_format"), ("data", "prompt_text"), ("data", "max_history"),
-                   ("data", "max_prompt_tokens"), ("eval", "prompt_style"), ("data", "successor_hints"))
+                   ("data", "max_prompt_tokens"), ("eval", "prompt_style"), ("data", "successor_hints"),
+                   ("data", "hint_counts"))
 
 
 def settings_of(cfg) -> dict:
