@@ -91,6 +91,15 @@ def test_config_errors_say_whether_the_file_or_the_command_line_is_wrong(tmp_pat
                               ("train.warmup_ratio=2", r"train.warmup_ratio must be in \[0, 1\], got 2.0")):
         with pytest.raises(ConfigError, match=message):
             load_config(TINY, [override])
+    # settings that need another one are refused at load, not ignored by the commands that never build the hints
+    with pytest.raises(ConfigError, match=r"data.hint_counts=True changes the successor hints, but data.successor_hints "
+                                          r"is 0 \(on the command line\)"):
+        load_config(TINY, ["data.hint_counts=true"])
+    with pytest.raises(ConfigError, match=r"data.hint_drop=0.5 changes the successor hints"):
+        load_config(TINY, ["data.hint_drop=0.5"])
+    with pytest.raises(ConfigError, match=r"data.successor_hints=5 needs data.prompt_text: compact .*'minionerec'"):
+        load_config(TINY, ["data.successor_hints=5", "data.prompt_text=minionerec"])
+    load_config(TINY, ["data.successor_hints=5", "data.prompt_text=compact", "data.hint_counts=true"])  # the valid pairing
 
 
 def test_evaluate_checks_its_output_directory_before_any_work(tmp_path):
