@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# A staged Office recipe ($CONFIG, default configs/office-tiny.yaml; CONFIG=configs/office-tiny-lastitem.yaml for
-# the three-stage one) for 3 seeds with its baselines and blends, on a GPU lent to a
-# session, in one call of the device tool. Every recipe and SASRec run goes at once (--jobs 6; the tiny model
-# leaves the GPU mostly idle, so the runs barely slow each other). ../shared does not travel: copy the data
-# into an ignored folder and carry it.
+# Staged Office recipes ($CONFIGS, space-separated; default $CONFIG or configs/office-tiny.yaml) for 3 seeds each with
+# their baselines and blends, on a GPU lent to a session, in one call of the device tool. Every config's recipe and
+# SASRec runs go at once (--jobs 6 a config; the small models leave the GPU mostly idle, so the runs barely slow each
+# other). ../shared does not travel: copy the data into an ignored folder and carry it.
 #
 #   here, once:  mkdir -p .carry && cp -r ../shared/data/minionerec .carry/ && echo /.carry/ >> .git/info/exclude
 #   device tool: run(command="bash bench/gpu_recipe.sh", carry=[".carry"], timeout_s=600)
+#   the larger models (issue 34): run(command='CONFIGS="configs/office-4x.yaml configs/office-16x.yaml" bash bench/gpu_recipe.sh',
+#                carry=[".carry"], timeout_s=600), then the same call again on the still-warm machine: each stage resumes
+#                from its last checkpoint under runs/gpu-recipe/<config name> (kept while the machine stays warm).
 #   dry run on a CPU: OUT=/tmp/gpu-recipe LIMIT=120 EXTRA="sft.train.max_steps=4 sft.train.eval_steps=2
 #                     train.max_steps=2 eval.max_rows=40 sft.valid_max_rows=40 sasrec.epochs=1" bash bench/gpu_recipe.sh
 #
@@ -15,10 +17,12 @@
 # started (MPS=0: not) in case time-slicing between the processes was the cost; PROBE=1 first runs
 # bench/experiments/sft_nan_probe.py (which attention path gives SFT its NaN gradients there). EXTRA="key=value ..." is passed
 # to every stage after its own overrides (so it wins in all of them); a shorter stage 2 alone needs a config edit.
+# RECIPE_ARGS (default --no-blend-counts) goes to bench/quality.py.
 #
-# Results come back in $OUT: the results JSON when every run finished, and always a tarball of each seed's stage
-# records, per-row ranks, logs and training metrics (no weights), refreshed every 20 s, so a run stopped at its
-# limit still brings back the stages it finished.
+# Results come back in $OUT: recipe_<config name>.json when a config's runs all finished, its log <config name>.log,
+# and always a tarball of every config's seeds' stage records, per-row ranks, logs and training metrics (no
+# weights), refreshed every 20 s, so a run stopped at its limit still brings back the stages it finished
+# (unpack it and collect: python bench/quality.py --recipe --config C --collect output_dir=<unpacked>/<config name>).
 set -u -o pipefail
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" TOKENIZERS_PARALLELISM=false
 OUT=${OUT:?set OUT to the folder results go to}
@@ -30,8 +34,11 @@ mkdir -p "$OUT" "$WORK"
 { date; nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null; nproc
   python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__, 'cuda', torch.cuda.is_available())"
 } >"$OUT/session.log" 2>&1
+CONFIGS=${CONFIGS:-${CONFIG:-configs/office-tiny.yaml}}
+RECIPE_ARGS=${RECIPE_ARGS:---no-blend-counts}   # the blend rows the recipe benchmarks report (counts-only rows skipped)
+# Each config's runs go to $WORK/<config name> (its own derived data, so runs at once never race on the same files).
 pack() { tar -czf "$OUT/.recipe_runs.tgz" --exclude='*.safetensors' --exclude='*.pt' --exclude='*.distcp' \
-           --exclude='checkpoints' --exclude='best' --exclude='predictions.json' -C "$WORK" seeds 2>/dev/null \
+           --exclude='checkpoints' --exclude='best' --exclude='predictions.json' -C "$WORK" . 2>/dev/null \
          && mv "$OUT/.recipe_runs.tgz" "$OUT/recipe_runs.tgz"; }
 # Several processes on one GPU time-slice it unless the MPS daemon lets their kernels run side by side; start it
 # where it exists (root on the device machine), and say which it was.
@@ -43,18 +50,24 @@ if [ "${PROBE:-0}" = 1 ]; then
   timeout "${PROBE_LIMIT:-150}" python3 bench/experiments/sft_nan_probe.py --steps "${PROBE_STEPS:-300}" --out "$OUT/sft_nan_probe.json" \
     data.info_file="$DATA/info/Office_Products_5_2016-10-2018-11.txt" data.index_file="$DATA/index/Office_Products.index.json" \
     data.item_file="$DATA/index/Office_Products.item.json" data.test_file="$DATA/test/Office_Products_5_2016-10-2018-11.csv" \
-    data.derive_from="$DATA/valid/Office_Products_5_2016-10-2018-11.csv" data.train_file="$WORK/data/train.csv" \
-    data.valid_file="$WORK/data/valid-holdout.csv" >>"$OUT/session.log" 2>&1
+    data.derive_from="$DATA/valid/Office_Products_5_2016-10-2018-11.csv" data.train_file="$WORK/probe/data/train.csv" \
+    data.valid_file="$WORK/probe/data/valid-holdout.csv" >>"$OUT/session.log" 2>&1
   echo "probe rc $? at +${SECONDS}s" >>"$OUT/session.log"
 fi
 ( while sleep 20; do pack; done ) & packer=$!
-timeout "$(( LIMIT - SECONDS ))" python3 bench/quality.py --recipe --config "${CONFIG:-configs/office-tiny.yaml}" --seeds 0 1 2 --jobs "$JOBS" \
-  --out "$OUT/recipe_office.json" output_dir="$WORK" \
-  data.info_file="$DATA/info/Office_Products_5_2016-10-2018-11.txt" data.index_file="$DATA/index/Office_Products.index.json" \
-  data.item_file="$DATA/index/Office_Products.item.json" data.test_file="$DATA/test/Office_Products_5_2016-10-2018-11.csv" \
-  data.derive_from="$DATA/valid/Office_Products_5_2016-10-2018-11.csv" data.train_file="$WORK/data/train.csv" \
-  data.valid_file="$WORK/data/valid-holdout.csv" ${EXTRA:-} >>"$OUT/session.log" 2>&1
-echo "recipe rc $? at $(date)" >>"$OUT/session.log"
+pids=()
+for config in $CONFIGS; do   # every config's 3 seeds at once, each config $JOBS processes
+  name=$(basename "$config" .yaml); work="$WORK/$name"
+  timeout "$(( LIMIT - SECONDS ))" python3 bench/quality.py --recipe --config "$config" --seeds 0 1 2 --jobs "$JOBS" \
+    $RECIPE_ARGS --out "$OUT/recipe_$name.json" output_dir="$work" \
+    data.info_file="$DATA/info/Office_Products_5_2016-10-2018-11.txt" data.index_file="$DATA/index/Office_Products.index.json" \
+    data.item_file="$DATA/index/Office_Products.item.json" data.test_file="$DATA/test/Office_Products_5_2016-10-2018-11.csv" \
+    data.derive_from="$DATA/valid/Office_Products_5_2016-10-2018-11.csv" data.train_file="$work/data/train.csv" \
+    data.valid_file="$work/data/valid-holdout.csv" ${EXTRA:-} >"$OUT/$name.log" 2>&1 &
+  pids+=($!)
+done
+wait "${pids[@]}"
+echo "recipes done at $(date) (+${SECONDS}s)" >>"$OUT/session.log"
 kill $packer 2>/dev/null; pack
 
 # With time left before TOTAL (the device call's limit, less a margin), issue 35's first GPU questions, most
