@@ -393,15 +393,14 @@ def check_values(cfg: Config, source=None) -> None:
             raise ConfigError(f"{key} must be {words}, got {value!r} ({origin(source, key) if source else 'in the config'})")
     # Settings that mean nothing without another one: refused here, where the file or command line can be named,
     # rather than ignored by the commands that never build the hints (evaluation without hints, SASRec).
-    for key, value, needs in (("data.hint_counts", cfg.data.hint_counts, "data.successor_hints"),
-                              ("data.hint_drop", cfg.data.hint_drop, "data.successor_hints")):
+    where = lambda key: origin(source, key) if source else "in the config"  # noqa: E731
+    for key, value in (("data.hint_counts", cfg.data.hint_counts), ("data.hint_drop", cfg.data.hint_drop)):
         if value and not cfg.data.successor_hints:
-            raise ConfigError(f"{key}={value} changes the successor hints, but {needs} is 0 "
-                              f"({origin(source, key) if source else 'in the config'}): set {needs} (e.g. 5) or drop {key}")
+            raise ConfigError(f"{key}={value} changes the successor hints, but data.successor_hints is 0 "
+                              f"({where(key)}): set data.successor_hints (e.g. 5) or drop {key}")
     if cfg.data.successor_hints and cfg.data.prompt_text != "compact":
         raise ConfigError(f"data.successor_hints={cfg.data.successor_hints} needs data.prompt_text: compact (the hints line "
-                          f"is part of the compact prompt), not {cfg.data.prompt_text!r} "
-                          f"({origin(source, 'data.successor_hints') if source else 'in the config'})")
+                          f"is part of the compact prompt), not {cfg.data.prompt_text!r} ({where('data.successor_hints')})")
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None, cls: type = Config) -> Any:
