@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from grporec.metrics import DEFAULT_KS
 from grporec.config_checks import VALUE_RANGES, check_values
+from grporec.metrics import DEFAULT_KS
 from grporec.typed_yaml import ConfigError, dump_config, from_dict, load_typed, save_config
 
 __all__ = ["Config", "ConfigError", "load_config", "dump_config", "save_config", "from_dict", "check_values", "VALUE_RANGES"]  # and the sections

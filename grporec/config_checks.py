@@ -60,16 +60,16 @@ VALUE_RANGES = {
 
 def check_values(cfg: Config, source=None) -> None:
     """Raise a ConfigError naming the first setting outside its range (VALUE_RANGES), and where it was set."""
+    where = lambda key: origin(source, key) if source else "in the config"  # noqa: E731
     for key, rule in VALUE_RANGES.items():
         value = cfg
         for part in key.split("."):
             value = getattr(value, part)
         ok, words = _RANGES[rule]
         if not ok(value):
-            raise ConfigError(f"{key} must be {words}, got {value!r} ({origin(source, key) if source else 'in the config'})")
+            raise ConfigError(f"{key} must be {words}, got {value!r} ({where(key)})")
     # Settings that mean nothing without another one: refused here, where the file or command line can be named,
     # rather than ignored by the commands that never build the hints (evaluation without hints, SASRec).
-    where = lambda key: origin(source, key) if source else "in the config"  # noqa: E731
     for key, value in (("data.hint_counts", cfg.data.hint_counts), ("data.hint_drop", cfg.data.hint_drop)):
         if value and not cfg.data.successor_hints:
             raise ConfigError(f"{key}={value} changes the successor hints, but data.successor_hints is 0 "
