@@ -65,7 +65,7 @@ def scored_split(cfg: Config, model_dir: str, blend: Blend, split: str, env: dis
     model, tokenizer = load_policy(model_dir, cfg.model.dtype, env.device, key="model.path")
     fmt = format_for(tokenizer, cfg.data.prompt_format, model_dir, key="model.path", max_prompt_tokens=cfg.data.max_prompt_tokens)
     trie = build_catalog_trie(fmt, catalog.sids, env.device)
-    with torch.no_grad(), dist.autocast(env, cfg.train.mixed_precision):
+    with torch.no_grad(), dist.autocast(env, cfg.train):
         scored = score_candidates(model.eval(), fmt, trie, samples, blend.follows, cfg.eval.test_beams, cfg.eval.batch_prompts,
                                   env.device, sasrec=blend.sasrec)
     return scored, samples, trie.names

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from grporec.errors import SettingsError
 
@@ -54,10 +55,20 @@ def setup() -> DistEnv:
     return DistEnv(rank, world, local, device, launched)
 
 
-def autocast(env: DistEnv, mixed_precision: bool):
-    """bf16 autocast for one-process CUDA compute (under torchrun, FSDP2's mixed precision casts instead)."""
-    if env.device.type == "cuda" and mixed_precision and not env.distributed:
+def autocast(env: DistEnv, train) -> contextlib.AbstractContextManager:
+    """bf16 autocast where `train` (a TrainConfig) asks for it, in one process: on CUDA with
+    `mixed_precision` (under torchrun FSDP2's mixed precision casts instead), on the CPU with
+    `cpu_mixed_precision`. There attention takes SDPA's math kernel: PyTorch's CPU
+    flash-attention backward is ~2.4x slower in bf16 than in fp32, the math one is not."""
+    if env.distributed:
+        return contextlib.nullcontext()
+    if env.device.type == "cuda" and train.mixed_precision:
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if env.device.type == "cpu" and train.cpu_mixed_precision:
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+        stack.enter_context(sdpa_kernel([SDPBackend.MATH]))
+        return stack
     return contextlib.nullcontext()
 
 

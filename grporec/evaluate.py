@@ -227,7 +227,7 @@ def run_evaluation(cfg: Config, args, env, out: Path, max_rows: int, batch: int)
     if blend is not None:  # the blended recommender: the model's beams, the Markov counts, SASRec (grporec.blend)
         from grporec.blend import blend_rank, score_candidates
 
-        with dist.autocast(env, cfg.train.mixed_precision):
+        with dist.autocast(env, cfg.train):
             scored = score_candidates(model.eval(), fmt, trie, samples, blend.follows, beams, batch, env.device, sasrec=blend.sasrec)
         preds = blend_rank(scored, trie.names, blend.a, beams, blend.w)
         metrics = score(preds, samples, beams, catalog, tuple(args.ks), transitions)

@@ -203,7 +203,7 @@ def train(cfg: Config, env: dist.DistEnv) -> dict:
             log.step(step, metrics)
             # 7. evaluation
             if valid is not None and step % cfg.train.eval_steps == 0:
-                with dist.autocast(env, cfg.train.mixed_precision):  # bf16 on one CUDA device, as the rollouts
+                with dist.autocast(env, cfg.train):  # bf16 on one CUDA device, as the rollouts
                     eval_metrics, _ = evaluate(policy, fmt, trie, valid, cfg.eval.test_beams, cfg.eval.batch_prompts,
                                                env, catalog, ks=tuple(cfg.eval.ks))
                 log.event(step, {k: v for k, v in eval_metrics.items() if k != "ranks"})

@@ -127,7 +127,7 @@ def run_stage(stage: StageConfig, cfg: Config, env: dist.DistEnv) -> dict | None
 
             m = dict(score_blend_stage(cfg, model, split, env))
         else:
-            with dist.autocast(env, cfg.train.mixed_precision):  # bf16 on one CUDA device, as training scores
+            with dist.autocast(env, cfg.train):  # bf16 on one CUDA device, as training scores
                 m = evaluate_model(cfg, model, split, env, out / f"eval-{split}")
         ranks[split] = m.pop("ranks")
         record[split] = m

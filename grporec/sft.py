@@ -133,7 +133,7 @@ def valid_loss(model, fmt: PromptFormat, samples, cfg: Config, env: dist.DistEnv
     step = cfg.sft.train.micro_batch_prompts
     for i in range(0, per_rank, step):  # the same number of forwards on every rank (FSDP)
         part = mine[i:i + step] or samples[:1]
-        with dist.autocast(env, cfg.sft.train.mixed_precision):
+        with dist.autocast(env, cfg.sft.train):
             loss, n = completion_loss_sum(model, *encode(fmt, part, env.device))
         if mine[i:i + step]:
             total, count = total + loss.item(), count + int(n)
@@ -147,7 +147,7 @@ class Selector:
 
     def __init__(self, cfg: Config, fmt: PromptFormat, catalog: Catalog, valid_rows, env: dist.DistEnv):
         self.on, self.env, self.fmt, self.beams = cfg.sft.select_on, env, fmt, cfg.sft.select_beams
-        self.mixed_precision = cfg.sft.train.mixed_precision
+        self.train = cfg.sft.train
         self.key = "valid_loss" if self.on == "loss" else "valid_ndcg@10"
         self.worst = float("inf") if self.on == "loss" else float("-inf")
         if self.on == "ndcg":
@@ -167,7 +167,7 @@ class Selector:
             return {}
         from grporec.evaluate import predict, score
 
-        with dist.autocast(self.env, self.mixed_precision):  # bf16 on one CUDA device, as training computes
+        with dist.autocast(self.env, self.train):  # bf16 on one CUDA device, as training computes
             preds = predict(model, self.fmt, self.trie, self.samples, self.beams, self.batch, self.env)
         m = score(preds, self.samples, self.beams, ks=(10,), transitions=self.transitions)
         buckets = {f"valid_{part}_ndcg@10": m[part]["ndcg@10"] for part in ("seen", "unseen") if m[part]["rows"]}
@@ -234,7 +234,7 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
             mean_tokens = dist.all_reduce_sum(sum(int((lab != IGNORE).sum()) for _, _, lab in encoded), env) / env.world_size
             losses = []  # on the device until the step's end: no host sync between backward and the next forward
             for ids, mask, labels in encoded:
-                with dist.autocast(env, tc.mixed_precision):
+                with dist.autocast(env, tc):
                     loss, _ = completion_loss_sum(model, ids, mask, labels)
                 (loss / mean_tokens).backward()  # token-weighted: the sum equals the batch mean's gradient
                 losses.append(loss.detach())

@@ -113,7 +113,7 @@ def add_logps(batches: list[MicroBatch], model, field: str, cfg: Config, env: di
     width (masked, and positions follow the mask, so the values are the per-micro-batch ones) and their
     completions right-padded."""
     prompts = cfg.train.logps_batch_prompts or micro
-    with dist.autocast(env, cfg.train.mixed_precision):
+    with dist.autocast(env, cfg.train):
         for group in _no_grad_groups(batches, prompts):
             T = max(mb.prompt_ids.shape[1] for mb in group)
             L = max(mb.completion_ids.shape[1] for mb in group)

@@ -70,7 +70,7 @@ def roll_out(policy, fmt: PromptFormat, trie, samples: list[D.Sample], cfg: Conf
         part = samples[i:i + cfg.train.rollout_batch_prompts]
         ids, mask = left_pad([fmt.prompt_ids(s.prompt) for s in part], fmt.pad_id, env.device)
         targets = torch.tensor([label_of.get(s.target_sid, -1) for s in part], device=env.device)  # [B]
-        with dist.autocast(env, cfg.train.mixed_precision):
+        with dist.autocast(env, cfg.train):
             if cfg.rl.rollout == "beam":
                 r = beam_search(policy, ids, mask, trie, G)
             elif cfg.rl.rollout == "beam_sample":

@@ -70,7 +70,7 @@ def policy_backward(policy, batches: list[MicroBatch], cfg: Config, env: dist.Di
     for i, (mb, share) in enumerate(zip(batches, shares)):
         if once:  # reduce-scatter in the last micro-batch's backward only
             policy.set_requires_gradient_sync(i == len(batches) - 1)
-        with dist.autocast(env, cfg.train.mixed_precision):
+        with dist.autocast(env, cfg.train):
             loss, m = micro_loss(policy, mb, cfg)
         (loss * share).backward()
         names.append(list(m))
