@@ -20,13 +20,14 @@ from pathlib import Path
 
 import torch
 
-from common import build_model, load_data, model_arguments, setup
+from common import load_data, model_arguments, setup
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from grporec import dist  # noqa: E402
-from grporec.config import TrainConfig  # noqa: E402
+from grporec.config import TrainConfig, load_config  # noqa: E402
 from grporec.data import datasets as D  # noqa: E402
 from grporec.models.format import format_for  # noqa: E402
+from grporec.models.policy import build_tiny_policy  # noqa: E402
 from grporec.sft import completion_loss_sum, encode  # noqa: E402
 
 
@@ -42,6 +43,7 @@ def modes(env: dist.DistEnv) -> dict:
 def main() -> int:
     ap = model_arguments(__doc__.splitlines()[0])
     ap.add_argument("--batch", type=int, default=64, help="samples in the step (the recipe's prompts_per_step)")
+    ap.add_argument("--config", default="configs/office-tiny-lastitem-bf16.yaml", help="whose model.tiny shape to build")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
     device, dtype = setup(args)
@@ -50,7 +52,11 @@ def main() -> int:
     env = dist.DistEnv(0, 1, 0, device, False)
     with tempfile.TemporaryDirectory() as tmp:
         catalog, rows = load_data(args.data, Path(tmp))
-    model, tok = build_model(args.shape, catalog, rows, dtype, device)
+    if args.shape != "tiny":
+        raise SystemExit("cpu_bf16.py measures the tiny model of --config (--shape tiny)")
+    shape = load_config(args.config).model.tiny  # the recipe's tiny model, random weights (speed does not depend on them)
+    texts = [s.prompt + s.completion for s in D.EvalSidDataset(rows)] + [it.title for it in catalog.items]
+    model, tok = build_tiny_policy(texts, catalog.sid_tokens, shape, seed=0)
     model.train()
     fmt = format_for(tok, "alpaca", None)
     samples = D.SftSuffixDataset(rows, 10, True, None).samples  # every history suffix: the recipe's longest prompts
@@ -63,9 +69,9 @@ def main() -> int:
         with ctx():
             loss, n = completion_loss_sum(model, ids, mask, labels)
         (loss / n).backward()
-        return float(loss / n)
+        return float(loss.detach() / n)
 
-    result = {"data": args.data, "shape": args.shape, "threads": args.threads, "batch": args.batch,
+    result = {"data": args.data, "config": args.config, "tiny": vars(shape), "threads": args.threads, "batch": args.batch,
               "tokens_per_batch": [int(e[0].numel()) for e in encoded], "modes": {}}
     for name, ctx in modes(env).items():
         step(ctx, *encoded[0])  # warm-up
