@@ -1,5 +1,6 @@
 """Staged recipes (grporec.recipe) and the prompt settings a model carries (grporec.models.settings)."""
 import dataclasses
+import gzip
 import json
 import math
 import subprocess
@@ -266,7 +267,9 @@ def test_the_seed_benchmark_reports_another_recipes_runs_as_base_rows_paired_wit
                                                          "test": {"ndcg@10": 0.0, "hr@10": 0.0, "hr@20": 0.0}, "seconds": 1}))
         (d / name / "ranks.json").write_text(json.dumps({"valid": valid, "test": test}))
 
-    data = SimpleNamespace(valid_file="v.csv", test_file="t.csv")
+    (tmp_path / "v.csv").write_text("user_id,history,target\n1,a,b\n")
+    (tmp_path / "t.csv").write_text("user_id,history,target\n1,a b,c\n")
+    data = SimpleNamespace(valid_file=str(tmp_path / "v.csv"), test_file=str(tmp_path / "t.csv"))
     base = SimpleNamespace(recipe=[StageConfig("suffix", "sft"), StageConfig("g", "grpo")], output_dir=str(tmp_path / "base"), data=data)
     for seed in (0, 1):
         stage(RS.seed_dir(tmp_path / "base", seed), "suffix", [0, -1], [1, -1])  # seed 1's grpo is missing
@@ -286,8 +289,14 @@ def test_the_seed_benchmark_reports_another_recipes_runs_as_base_rows_paired_wit
     assert out["grpo - base_sft"]["valid"]["ndcg@10"]["mean"] == pytest.approx(0.5, abs=1e-12)
     # test: ranks 0 vs 1 (1 - 1/log2(3)), 1 vs miss (1/log2(3)): mean 0.5 too
     assert out["grpo - base_sft"]["test"]["ndcg@10"]["mean"] == pytest.approx(0.5, abs=1e-12)
-    cfg.data = SimpleNamespace(valid_file="other.csv", test_file="t.csv")
-    with pytest.raises(SystemExit, match="same rows"):
+    (tmp_path / "copy.csv").write_bytes((tmp_path / "v.csv").read_bytes())  # the same rows at another path: paired
+    cfg.data = SimpleNamespace(valid_file=str(tmp_path / "copy.csv"), test_file=data.test_file)
+    assert RS.load_base("base.yaml", cfg, [0, 1]) is base
+    (tmp_path / "copy.csv").write_text("user_id,history,target\n2,a,b\n")  # one byte differs: other rows
+    with pytest.raises(SystemExit, match="contents differ: paired differences need the same valid rows"):
+        RS.load_base("base.yaml", cfg, [0, 1])
+    cfg.data = SimpleNamespace(valid_file=str(tmp_path / "absent.csv"), test_file=data.test_file)
+    with pytest.raises(SystemExit, match="absent.csv is absent"):
         RS.load_base("base.yaml", cfg, [0, 1])
     mine["markov"]["test"] = [[0, 0, 0]] * 2
     with pytest.raises(SystemExit, match="different number of test rows"):
@@ -299,7 +308,9 @@ def test_the_seed_benchmark_pairs_its_runs_with_a_recorded_recipes_ranks(tmp_pat
     models are gone (a new session): the seeds asked for, in their order, paired over the same users."""
     from types import SimpleNamespace
 
-    cfg = SimpleNamespace(data=SimpleNamespace(valid_file="v.csv", test_file="t.csv"))
+    (tmp_path / "v.csv").write_text("user_id,history,target\n1,a,b\n2,a,c\n")
+    (tmp_path / "t.csv").write_text("user_id,history,target\n1,a b,c\n2,a c,d\n")
+    cfg = SimpleNamespace(data=SimpleNamespace(valid_file=str(tmp_path / "v.csv"), test_file=str(tmp_path / "t.csv")))
     # a recorded 3-seed run: its baselines (not carried over) and its own sft row, with an earlier base of its own
     ranks = {"markov": {"valid": [[0, 0]] * 3, "test": [[0, 0]] * 3},
              "sft": {"valid": [[0, -1], [1, -1], [-1, -1]], "test": [[2, 2], [0, 0], [1, 1]]}}
@@ -322,9 +333,14 @@ def test_the_seed_benchmark_pairs_its_runs_with_a_recorded_recipes_ranks(tmp_pat
 
     with pytest.raises(SystemExit, match=r"recorded seeds \[0, 1, 2\], not \[3\]"):
         RS.load_base(str(out), cfg, [0, 3])
-    cfg.data.test_file = "other.csv"
-    with pytest.raises(SystemExit, match="same rows"):
+    (tmp_path / "t.csv").write_text("user_id,history,target\n1,a b,c\n2,a c,e\n")  # the test rows changed since
+    with pytest.raises(SystemExit, match="need the same test rows"):
         RS.load_base(str(out), cfg, [0])
+    # a ranks file written before digests were recorded: the recorded paths' contents here decide
+    payload = json.loads(gzip.decompress(written.read_bytes()))
+    del payload["valid_sha256"], payload["test_sha256"]
+    written.write_bytes(gzip.compress(json.dumps(payload).encode()))
+    assert isinstance(RS.load_base(str(out), cfg, [0]), RS.Recorded)
     written.unlink()
     with pytest.raises(SystemExit, match="recorded.ranks.json.gz beside it"):
         RS.load_base(str(out), cfg, [0])
