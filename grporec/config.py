@@ -299,6 +299,9 @@ class SftConfig:
     # evaluation): the regulariser Qwen2/Llama configurations lack. 0.1-0.2 in TIGER-style recipes.
     dropout: float = 0.0
     valid_max_rows: int = 2000  # valid rows for the valid loss / NDCG (-1: all)
+    # Fill each step's micro-batches (sft.train.micro_batch_prompts) with samples of similar length: the step's gradient
+    # is the same token-weighted sum, with far less padding (bench/sft_micro_batches.py); false: in the stream's order.
+    length_sorted_micro_batches: bool = True
     train: TrainConfig = field(default_factory=_sft_train_defaults)  # prompts_per_step = samples per step
 
 

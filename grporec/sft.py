@@ -4,8 +4,8 @@ The explicit loop mirrors the GRPO loop and shares its config, distributed, logg
 and checkpoint code. Each step: take this rank's slice of `sft.train.prompts_per_step` samples
 from the mix of `sft.datasets` (next SID, title -> SID, SID -> title, title history -> SID);
 cross-entropy on completion tokens only (prompt tokens carry no loss), accumulated over
-micro-batches weighted by their share of the batch's completion tokens; clip; AdamW; warmup +
-cosine. Every `sft.train.eval_steps` the valid loss (next-SID prompts of the valid split) is
+micro-batches of similar lengths (`sft.length_sorted_micro_batches`) weighted by their share of the
+batch's completion tokens; clip; AdamW; warmup + cosine. Every `sft.train.eval_steps` the valid loss (next-SID prompts of the valid split) is
 measured; a lower one saves `<output_dir>/best` (HF format, what the GRPO loop and the evaluator
 load); `sft.patience` evaluations without improvement stop the run early.
 """
@@ -108,6 +108,16 @@ def encode(fmt: PromptFormat, samples: list[D.Sample], device) -> tuple[torch.Te
     for i, row in enumerate(labels):
         lab[i, ids.shape[1] - len(row):] = torch.tensor(row, device=device)
     return ids, mask, lab
+
+
+def micro_batches(fmt: PromptFormat, samples: list[D.Sample], size: int, by_length: bool) -> list[list[D.Sample]]:
+    """The step's samples in micro-batches of `size`, shortest first when `by_length`: left padding fills every row
+    to its micro-batch's longest (prompt + completion tokens), and the gradient, a token-weighted sum over the step,
+    does not depend on which samples share a micro-batch."""
+    if by_length:
+        length = {id(s): len(fmt.prompt_ids(s.prompt)) + len(fmt.completion_ids(s.completion)) for s in samples}
+        samples = sorted(samples, key=lambda s: length[id(s)])  # stable: ties keep the stream's order
+    return [samples[i:i + size] for i in range(0, len(samples), size)]
 
 
 def completion_loss_sum(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -229,8 +239,8 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
         for step in range(state["step"] + 1, total_steps + 1):
             t0 = time.perf_counter()
             batch = stream.take(tc.prompts_per_step)[env.rank * per_rank:(env.rank + 1) * per_rank]
-            encoded = [encode(fmt, batch[i:i + tc.micro_batch_prompts], env.device)
-                       for i in range(0, len(batch), tc.micro_batch_prompts)]
+            encoded = [encode(fmt, part, env.device)
+                       for part in micro_batches(fmt, batch, tc.micro_batch_prompts, cfg.sft.length_sorted_micro_batches)]
             mean_tokens = dist.all_reduce_sum(sum(int((lab != IGNORE).sum()) for _, _, lab in encoded), env) / env.world_size
             losses = []  # on the device until the step's end: no host sync between backward and the next forward
             for ids, mask, labels in encoded:

@@ -120,3 +120,26 @@ def test_sft_from_a_base_model_adds_sid_tokens(tiny_cfg, tiny_catalog, tmp_path)
 def test_unknown_sft_dataset(tiny_cfg, tmp_path):
     with pytest.raises(ValueError, match="sft.datasets: unknown 'reviews'"):
         sft.train_sft(sft_cfg(tiny_cfg, tmp_path / "s", "sft.datasets=[reviews]"), ENV)
+
+
+def test_length_sorted_micro_batches_pad_less_and_give_the_same_gradient(tiny_model_dir):
+    model, tok = load_policy(tiny_model_dir)
+    fmt = build_format(tok)
+    long = "### User Input: \nwhich item has the title: a very long title with many words in it?\n\n### Response:\n"
+    samples = [Sample(long if i % 2 else "### User Input: \nx\n\n### Response:\n", "<a_1>\n", "<a_1>", (), "t") for i in range(4)]
+    parts = sft.micro_batches(fmt, samples, 2, by_length=True)
+    assert [[s.prompt for s in p] for p in parts] == [[samples[0].prompt] * 2, [long] * 2]  # the short pair, then the long
+    assert sft.micro_batches(fmt, samples, 2, by_length=False) == [samples[:2], samples[2:]]
+    n_short, n_long = (len(fmt.prompt_ids(p)) + len(fmt.completion_ids("<a_1>\n")) for p in (samples[0].prompt, long))
+    padded = lambda groups: sum(sft.encode(fmt, g, "cpu")[0].numel() for g in groups)
+    # in the stream's order each micro-batch pads to the long prompt: 4 rows x n_long; sorted, 2 x n_short + 2 x n_long
+    assert padded(sft.micro_batches(fmt, samples, 2, False)) == 4 * n_long
+    assert padded(parts) == 2 * n_short + 2 * n_long < 4 * n_long
+
+    def grad(groups):
+        model.zero_grad()
+        for g in groups:
+            loss, _ = sft.completion_loss_sum(model, *sft.encode(fmt, g, "cpu"))
+            loss.backward()
+        return model.get_input_embeddings().weight.grad.clone()
+    assert torch.allclose(grad(parts), grad(sft.micro_batches(fmt, samples, 2, False)), atol=1e-6)
