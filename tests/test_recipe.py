@@ -354,3 +354,20 @@ def test_the_seed_benchmark_records_the_environment_its_figures_depend_on():
     assert env["torch"] == importlib.metadata.version("torch") and env["transformers"] == importlib.metadata.version("transformers")
     assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and env["cpu"]
     assert env["commit"] is None or len(env["commit"]) == 40
+
+
+def test_stage_curves_keep_each_stages_record_and_its_evaluations(tmp_path):
+    import stage_curves
+
+    d = tmp_path / "seeds" / "seed1" / "suffix"
+    d.mkdir(parents=True)
+    (d / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in [
+        {"step": 1, "loss": 3.0}, {"step": 2, "eval/valid_ndcg@10": 0.01, "eval/valid_loss": 2.5},
+        {"step": 3, "loss": 2.0}, {"step": 4, "eval/valid_ndcg@10": 0.02, "eval/valid_loss": 2.4}]) + "\n")
+    (d / "stage.json").write_text(json.dumps({"test": {"ndcg@10": 0.05}}))
+    got = stage_curves.gather(tmp_path, ["suffix", "grpo"], [1])
+    # training steps are left out, evaluations keep their step and lose the prefix; a stage not run is empty
+    assert got["1"]["suffix"]["curve"] == [{"step": 2, "valid_ndcg@10": 0.01, "valid_loss": 2.5},
+                                           {"step": 4, "valid_ndcg@10": 0.02, "valid_loss": 2.4}]
+    assert got["1"]["suffix"]["record"] == {"test": {"ndcg@10": 0.05}}
+    assert got["1"]["grpo"] == {"record": None, "curve": []}
