@@ -65,10 +65,11 @@ def load_data(which: str, tmp: Path):
     return catalog, rows
 
 
-def build_model(shape: str, catalog, rows, dtype, device):
+def build_model(shape: str, catalog, rows, dtype, device, tiny: TinyModelConfig | None = None):
+    """(model, tokenizer) of a shape, random weights; `tiny`: the tiny model's sizes (default TinyModelConfig())."""
     texts = [s.prompt + s.completion for s in D.EvalSidDataset(rows)] + [it.title for it in catalog.items]
     if shape == "tiny":
-        model, tok = build_tiny_policy(texts, catalog.sid_tokens, TinyModelConfig(), seed=0)
+        model, tok = build_tiny_policy(texts, catalog.sid_tokens, tiny or TinyModelConfig(), seed=0)
     else:  # a Qwen2.5 architecture with its real vocabulary, random weights; a stand-in BPE tokenizer (speed only)
         tok = train_tiny_tokenizer(texts, [], vocab_size=2000)
         torch.manual_seed(0)

@@ -20,14 +20,13 @@ from pathlib import Path
 
 import torch
 
-from common import load_data, model_arguments, setup
+from common import build_model, load_data, model_arguments, setup
 
 sys.path.append(str(Path(__file__).resolve().parents[1]))
 from grporec import dist  # noqa: E402
 from grporec.config import TrainConfig, load_config  # noqa: E402
 from grporec.data import datasets as D  # noqa: E402
 from grporec.models.format import format_for  # noqa: E402
-from grporec.models.policy import build_tiny_policy  # noqa: E402
 from grporec.sft import completion_loss_sum, encode  # noqa: E402
 
 
@@ -55,8 +54,7 @@ def main() -> int:
     if args.shape != "tiny":
         raise SystemExit("cpu_bf16.py measures the tiny model of --config (--shape tiny)")
     shape = load_config(args.config).model.tiny  # the recipe's tiny model, random weights (speed does not depend on them)
-    texts = [s.prompt + s.completion for s in D.EvalSidDataset(rows)] + [it.title for it in catalog.items]
-    model, tok = build_tiny_policy(texts, catalog.sid_tokens, shape, seed=0)
+    model, tok = build_model("tiny", catalog, rows, dtype, device, tiny=shape)
     model.train()
     fmt = format_for(tok, "alpaca", None)
     samples = D.SftSuffixDataset(rows, 10, True, None).samples  # every history suffix: the recipe's longest prompts

@@ -32,7 +32,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
@@ -222,19 +221,17 @@ def write_ranks(out: Path, cfg, seeds: list[int], ranks: dict) -> Path:
     """Every row's per-user first-hit ranks (-1: a miss), per split and seed, gzipped beside the results file:
     a later session, whose trained models are gone, can still pair its runs with these users (--against FILE)."""
     path = ranks_path(out)
-    valid_sha, test_sha = split_digests(cfg.data)
+    valid_sha, test_sha = digests(cfg.data.valid_file, cfg.data.test_file)
     payload = {"valid_file": cfg.data.valid_file, "test_file": cfg.data.test_file, "valid_sha256": valid_sha,
                "test_sha256": test_sha, "seeds": seeds, "rows": ranks}
     path.write_bytes(gzip.compress(json.dumps(payload, separators=(",", ":")).encode(), mtime=0))  # mtime 0: same runs, same bytes
     return path
 
 
-def split_digests(data) -> tuple[str | None, str | None]:
-    """The sha256 of the valid and the test file (None where absent): what decides whether two recipes score the
-    same rows, whatever their paths (runs/office-tiny/data and runs/office-tiny-lastitem/data hold the same bytes)."""
-    def digest(path: str) -> str | None:
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest() if Path(path).is_file() else None
-    return digest(data.valid_file), digest(data.test_file)
+def digests(*paths: str) -> tuple[str | None, ...]:
+    """The sha256 of each file (None where absent): what decides whether two recipes score the same rows, whatever
+    their paths (runs/office-tiny/data and runs/office-tiny-lastitem/data hold the same bytes)."""
+    return tuple(hashlib.sha256(Path(p).read_bytes()).hexdigest() if Path(p).is_file() else None for p in paths)
 
 
 def load_base(path: str, cfg, seeds: list[int]):
@@ -251,19 +248,21 @@ def load_base(path: str, cfg, seeds: list[int]):
         base = Recorded(path, json.loads(Path(path).read_text()), recorded["seeds"], recorded["rows"])
         files = (recorded["valid_file"], recorded["test_file"])
         # files recorded before 2026-12-07 have no digests: the recorded paths' contents here stand in
-        digests = (recorded.get("valid_sha256"), recorded.get("test_sha256"))
-        digests = digests if None not in digests else split_digests(SimpleNamespace(valid_file=files[0], test_file=files[1]))
+        theirs = (recorded.get("valid_sha256"), recorded.get("test_sha256"))
+        theirs = theirs if None not in theirs else digests(*files)
         lacking = [s for s in seeds if s not in base.seeds]
         if lacking:
             raise SystemExit(f"[recipe-seeds] --against {path} recorded seeds {base.seeds}, not {lacking}")
     else:
         base = load_config(path)
-        files, digests = (base.data.valid_file, base.data.test_file), split_digests(base.data)
-    for split, theirs, mine, file, own in zip(SPLITS, digests, split_digests(cfg.data), files, (cfg.data.valid_file, cfg.data.test_file)):
-        if theirs is None or mine is None:
+        files = (base.data.valid_file, base.data.test_file)
+        theirs = digests(*files)
+    own_files = (cfg.data.valid_file, cfg.data.test_file)
+    for split, their, mine, file, own in zip(SPLITS, theirs, digests(*own_files), files, own_files):
+        if their is None or mine is None:
             raise SystemExit(f"[recipe-seeds] --against {path}: cannot tell whether it scores this recipe's {split} rows: "
-                             f"{file if theirs is None else own} is absent")
-        if theirs != mine:
+                             f"{file if their is None else own} is absent")
+        if their != mine:
             raise SystemExit(f"[recipe-seeds] --against {path} scores {file}, this recipe {own}, whose contents differ: "
                              f"paired differences need the same {split} rows")
     return base

@@ -11,7 +11,6 @@ computed, and the loss sum (equal up to rounding).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import sys
@@ -28,7 +27,7 @@ from grporec.data.prepare import ensure_derived_data  # noqa: E402
 from grporec.data.stream import SampleStream  # noqa: E402
 from grporec.models.format import format_for  # noqa: E402
 from grporec.models.tiny import build_tiny_for_data  # noqa: E402
-from grporec.sft import IGNORE, build_sft_dataset, completion_loss_sum, encode, micro_batches  # noqa: E402
+from grporec.sft import IGNORE, build_sft_dataset, completion_loss_sum, micro_batches, pad_tokens, tokenize  # noqa: E402
 
 MIXES = {"last_item": ["data.max_history=1", "sft.datasets=[sid_history,title2sid]"],  # the recipe's SFT stages
          "suffix": ["sft.datasets=[sid_history,sid_suffix,title2sid]"]}
@@ -60,10 +59,10 @@ def main() -> int:
                 for k, samples in enumerate(steps):
                     model.zero_grad(set_to_none=True)
                     t0 = time.perf_counter()
-                    encoded = [encode(fmt, part, env.device) for part in micro_batches(fmt, samples, size, by_length)]
+                    encoded = [pad_tokens(part, fmt.pad_id, env.device) for part in micro_batches(tokenize(fmt, samples), size, by_length)]
                     total = 0.0
                     for ids, mask, labels in encoded:
-                        with dist.autocast(env, train) if precision == "bf16" else contextlib.nullcontext():
+                        with dist.autocast(env, train):  # TrainConfig(): none on the CPU
                             loss, _ = completion_loss_sum(model, ids, mask, labels)
                         loss.backward()
                         total += loss.item()

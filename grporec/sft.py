@@ -5,8 +5,8 @@ and checkpoint code. Each step: take this rank's slice of `sft.train.prompts_per
 from the mix of `sft.datasets` (next SID, title -> SID, SID -> title, title history -> SID);
 cross-entropy on completion tokens only (prompt tokens carry no loss), accumulated over
 micro-batches of similar lengths (`sft.length_sorted_micro_batches`) weighted by their share of the
-batch's completion tokens; clip; AdamW; warmup + cosine. Every `sft.train.eval_steps` the valid loss (next-SID prompts of the valid split) is
-measured; a lower one saves `<output_dir>/best` (HF format, what the GRPO loop and the evaluator
+batch's completion tokens; clip; AdamW; warmup + cosine. Every `sft.train.eval_steps` the valid loss
+(next-SID prompts of the valid split) is measured; a lower one saves `<output_dir>/best` (HF format, what the GRPO loop and the evaluator
 load); `sft.patience` evaluations without improvement stop the run early.
 """
 from __future__ import annotations
@@ -91,33 +91,37 @@ def init_model(cfg: Config, catalog: Catalog, env: dist.DistEnv):
     return model, tokenizer
 
 
-def encode(fmt: PromptFormat, samples: list[D.Sample], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(ids, mask, labels) [n, T], left-padded: labels are the completion's ids, IGNORE elsewhere.
+Tokens = tuple[list[int], list[int]]  # one sample's (prompt ids, completion ids)
 
-    Prompts and completions are the format's ids, exactly as rollouts and evaluation build them;
-    completions (then their terminator) end every row, so the last positions hold all of them.
-    """
-    seqs, labels = [], []
-    for s in samples:
-        p = fmt.prompt_ids(s.prompt)  # cut to data.max_prompt_tokens, as in every stage
-        c = fmt.completion_ids(s.completion)
-        seqs.append(p + c)
-        labels.append([IGNORE] * len(p) + c)
-    ids, mask = left_pad(seqs, fmt.pad_id, device)
+
+def tokenize(fmt: PromptFormat, samples: list[D.Sample]) -> list[Tokens]:
+    """Each sample's (prompt ids, completion ids): the format's, exactly as rollouts and evaluation build them
+    (the prompt cut to data.max_prompt_tokens, as in every stage)."""
+    return [(fmt.prompt_ids(s.prompt), fmt.completion_ids(s.completion)) for s in samples]
+
+
+def pad_tokens(tokens: list[Tokens], pad_id: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, mask, labels) [n, T], left-padded: labels are the completion's ids, IGNORE elsewhere.
+    Completions (then their terminator) end every row, so the last positions hold all of them."""
+    ids, mask = left_pad([p + c for p, c in tokens], pad_id, device)
     lab = torch.full_like(ids, IGNORE)
-    for i, row in enumerate(labels):
-        lab[i, ids.shape[1] - len(row):] = torch.tensor(row, device=device)
+    for i, (p, c) in enumerate(tokens):
+        lab[i, ids.shape[1] - len(c):] = torch.tensor(c, device=device)
     return ids, mask, lab
 
 
-def micro_batches(fmt: PromptFormat, samples: list[D.Sample], size: int, by_length: bool) -> list[list[D.Sample]]:
-    """The step's samples in micro-batches of `size`, shortest first when `by_length`: left padding fills every row
-    to its micro-batch's longest (prompt + completion tokens), and the gradient, a token-weighted sum over the step,
-    does not depend on which samples share a micro-batch."""
+def encode(fmt: PromptFormat, samples: list[D.Sample], device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(ids, mask, labels) of `samples` (tokenize, then pad_tokens)."""
+    return pad_tokens(tokenize(fmt, samples), fmt.pad_id, device)
+
+
+def micro_batches(tokens: list[Tokens], size: int, by_length: bool) -> list[list[Tokens]]:
+    """A step's tokenized samples in micro-batches of `size`, shortest first when `by_length`: left padding fills
+    every row to its micro-batch's longest, and the gradient, a token-weighted sum over the step, does not depend
+    on which samples share a micro-batch."""
     if by_length:
-        length = {id(s): len(fmt.prompt_ids(s.prompt)) + len(fmt.completion_ids(s.completion)) for s in samples}
-        samples = sorted(samples, key=lambda s: length[id(s)])  # stable: ties keep the stream's order
-    return [samples[i:i + size] for i in range(0, len(samples), size)]
+        tokens = sorted(tokens, key=lambda t: len(t[0]) + len(t[1]))  # stable: ties keep the stream's order
+    return [tokens[i:i + size] for i in range(0, len(tokens), size)]
 
 
 def completion_loss_sum(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -239,8 +243,8 @@ def train_sft(cfg: Config, env: dist.DistEnv) -> dict:
         for step in range(state["step"] + 1, total_steps + 1):
             t0 = time.perf_counter()
             batch = stream.take(tc.prompts_per_step)[env.rank * per_rank:(env.rank + 1) * per_rank]
-            encoded = [encode(fmt, part, env.device)
-                       for part in micro_batches(fmt, batch, tc.micro_batch_prompts, cfg.sft.length_sorted_micro_batches)]
+            encoded = [pad_tokens(part, fmt.pad_id, env.device) for part in
+                       micro_batches(tokenize(fmt, batch), tc.micro_batch_prompts, cfg.sft.length_sorted_micro_batches)]
             mean_tokens = dist.all_reduce_sum(sum(int((lab != IGNORE).sum()) for _, _, lab in encoded), env) / env.world_size
             losses = []  # on the device until the step's end: no host sync between backward and the next forward
             for ids, mask, labels in encoded:

@@ -127,19 +127,20 @@ def test_length_sorted_micro_batches_pad_less_and_give_the_same_gradient(tiny_mo
     fmt = build_format(tok)
     long = "### User Input: \nwhich item has the title: a very long title with many words in it?\n\n### Response:\n"
     samples = [Sample(long if i % 2 else "### User Input: \nx\n\n### Response:\n", "<a_1>\n", "<a_1>", (), "t") for i in range(4)]
-    parts = sft.micro_batches(fmt, samples, 2, by_length=True)
-    assert [[s.prompt for s in p] for p in parts] == [[samples[0].prompt] * 2, [long] * 2]  # the short pair, then the long
-    assert sft.micro_batches(fmt, samples, 2, by_length=False) == [samples[:2], samples[2:]]
-    n_short, n_long = (len(fmt.prompt_ids(p)) + len(fmt.completion_ids("<a_1>\n")) for p in (samples[0].prompt, long))
-    padded = lambda groups: sum(sft.encode(fmt, g, "cpu")[0].numel() for g in groups)
+    tokens = sft.tokenize(fmt, samples)
+    parts = sft.micro_batches(tokens, 2, by_length=True)
+    assert parts == [[tokens[0], tokens[2]], [tokens[1], tokens[3]]]  # the short pair, then the long
+    assert sft.micro_batches(tokens, 2, by_length=False) == [tokens[:2], tokens[2:]]
+    n_short, n_long = (len(p) + len(c) for p, c in tokens[:2])
+    padded = lambda groups: sum(sft.pad_tokens(g, fmt.pad_id, "cpu")[0].numel() for g in groups)
     # in the stream's order each micro-batch pads to the long prompt: 4 rows x n_long; sorted, 2 x n_short + 2 x n_long
-    assert padded(sft.micro_batches(fmt, samples, 2, False)) == 4 * n_long
+    assert padded(sft.micro_batches(tokens, 2, False)) == 4 * n_long
     assert padded(parts) == 2 * n_short + 2 * n_long < 4 * n_long
 
     def grad(groups):
         model.zero_grad()
         for g in groups:
-            loss, _ = sft.completion_loss_sum(model, *sft.encode(fmt, g, "cpu"))
+            loss, _ = sft.completion_loss_sum(model, *sft.pad_tokens(g, fmt.pad_id, "cpu"))
             loss.backward()
         return model.get_input_embeddings().weight.grad.clone()
-    assert torch.allclose(grad(parts), grad(sft.micro_batches(fmt, samples, 2, False)), atol=1e-6)
+    assert torch.allclose(grad(parts), grad(sft.micro_batches(tokens, 2, False)), atol=1e-6)
