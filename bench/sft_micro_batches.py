@@ -62,7 +62,7 @@ def main() -> int:
                     encoded = [pad_tokens(part, fmt.pad_id, env.device) for part in micro_batches(tokenize(fmt, samples), size, by_length)]
                     total = 0.0
                     for ids, mask, labels in encoded:
-                        with dist.autocast(env, train):  # TrainConfig(): none on the CPU
+                        with dist.autocast(env, train):  # fp32's TrainConfig() autocasts nothing on the CPU
                             loss, _ = completion_loss_sum(model, ids, mask, labels)
                         loss.backward()
                         total += loss.item()

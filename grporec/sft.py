@@ -6,8 +6,9 @@ from the mix of `sft.datasets` (next SID, title -> SID, SID -> title, title hist
 cross-entropy on completion tokens only (prompt tokens carry no loss), accumulated over
 micro-batches of similar lengths (`sft.length_sorted_micro_batches`) weighted by their share of the
 batch's completion tokens; clip; AdamW; warmup + cosine. Every `sft.train.eval_steps` the valid loss
-(next-SID prompts of the valid split) is measured; a lower one saves `<output_dir>/best` (HF format, what the GRPO loop and the evaluator
-load); `sft.patience` evaluations without improvement stop the run early.
+(next-SID prompts of the valid split) is measured; a lower one saves `<output_dir>/best` (HF format,
+what the GRPO loop and the evaluator load); `sft.patience` evaluations without improvement stop the
+run early.
 """
 from __future__ import annotations
 
